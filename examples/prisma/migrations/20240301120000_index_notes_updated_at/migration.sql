@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Note_authorId_updatedAt_idx" ON "Note"("authorId", "updatedAt" DESC);

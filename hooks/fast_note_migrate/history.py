@@ -1,0 +1,163 @@
+"""The ``_prisma_migrations`` table: the one place that knows Prisma's bookkeeping."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+if TYPE_CHECKING:
+    import psycopg
+
+TABLE = "_prisma_migrations"
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)"""
+
+COLUMNS = ("id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at,"
+           " applied_steps_count")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of ``_prisma_migrations``."""
+
+    id: str
+    checksum: str
+    finished_at: datetime | None
+    migration_name: str
+    logs: str | None
+    rolled_back_at: datetime | None
+    started_at: datetime
+    applied_steps_count: int
+
+    @property
+    def is_applied(self) -> bool:
+        return self.finished_at is not None and self.rolled_back_at is None
+
+    @property
+    def is_failed(self) -> bool:
+        """Prisma's failed state: started, never finished, not rolled back."""
+        return self.finished_at is None and self.rolled_back_at is None
+
+    @property
+    def is_rolled_back(self) -> bool:
+        return self.rolled_back_at is not None
+
+
+class History:
+    """Reads and writes ``_prisma_migrations`` in one schema on one connection."""
+
+    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.table = sql.Identifier(schema, TABLE)
+
+    def _q(self, template: str, **parts: sql.Composable) -> sql.Composed:
+        return sql.SQL(template).format(table=self.table, **parts)
+
+    def exists(self) -> bool:
+        found = self.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (sql.Identifier(self.schema, TABLE).as_string(self.conn),),
+        ).fetchone()
+        return bool(found and found[0])
+
+    def other_tables(self) -> list[str]:
+        """Tables in the schema other than ours: a database that needs baselining (P3005)."""
+        rows = self.conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname <> %s "
+            "ORDER BY 1",
+            (self.schema, TABLE),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def create(self) -> None:
+        """Create the schema (if missing) and the table, as Prisma does on first deploy."""
+        found = self.conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                  (self.schema,)).fetchone()
+        if found is None:  # CREATE SCHEMA needs a privilege an existing schema does not
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(self.schema)))
+        self.conn.execute(self._q(CREATE_TABLE))
+
+    def rows(self) -> list[Row]:
+        """All rows in start order; none when the table does not exist yet."""
+        try:
+            cursor = self.conn.execute(
+                self._q(f"SELECT {COLUMNS} FROM {{table}} ORDER BY started_at, migration_name"))
+        except pg_errors.UndefinedTable:
+            return []
+        return [Row(*r) for r in cursor.fetchall()]
+
+    # Writes -----------------------------------------------------------------
+
+    def insert_started(self, name: str, checksum: str) -> sql.Composed:
+        """The INSERT Prisma does before running a script (returned, not executed)."""
+        return self._q(
+            "INSERT INTO {table} (id, checksum, migration_name, started_at, applied_steps_count)"
+            " VALUES ({id}, {checksum}, {name}, clock_timestamp(), 0)",
+            id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+            name=sql.Literal(name))
+
+    def mark_finished(self, name: str) -> sql.Composed:
+        """The UPDATE Prisma does after a script succeeded (returned, not executed)."""
+        return self._q(
+            "UPDATE {table} SET finished_at = clock_timestamp(),"
+            " applied_steps_count = applied_steps_count + 1"
+            " WHERE migration_name = {name} AND finished_at IS NULL AND rolled_back_at IS NULL",
+            name=sql.Literal(name))
+
+    def record_failure(self, name: str, checksum: str, logs: str, started: bool) -> None:
+        """Write the failed row: update the started one, or insert it if it rolled back."""
+        if started:
+            self.conn.execute(self._q(
+                "UPDATE {table} SET logs = {logs} WHERE migration_name = {name}"
+                " AND finished_at IS NULL AND rolled_back_at IS NULL",
+                logs=sql.Literal(logs), name=sql.Literal(name)))
+            return
+        self.conn.execute(self._q(
+            "INSERT INTO {table} (id, checksum, migration_name, logs, applied_steps_count)"
+            " VALUES ({id}, {checksum}, {name}, {logs}, 0)",
+            id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+            name=sql.Literal(name), logs=sql.Literal(logs)))
+
+    def mark_applied_without_running(self, name: str, checksum: str) -> None:
+        """``resolve --applied``: roll back failed rows, record the migration as applied."""
+        with self.conn.transaction():
+            self.mark_rolled_back(name)
+            self.conn.execute(self._q(
+                "INSERT INTO {table} (id, checksum, migration_name, logs, started_at,"
+                " finished_at, applied_steps_count)"
+                " VALUES ({id}, {checksum}, {name}, '', now(), now(), 0)",
+                id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+                name=sql.Literal(name)))
+
+    def mark_rolled_back(self, name: str) -> int:
+        """Set ``rolled_back_at`` on the failed rows of ``name``; returns how many."""
+        cursor = self.conn.execute(self._q(
+            "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
+            " AND finished_at IS NULL AND rolled_back_at IS NULL",
+            name=sql.Literal(name)))
+        return cursor.rowcount
+
+    def mark_applied_rolled_back(self, name: str) -> sql.Composed:
+        """``down``: mark the applied row of ``name`` rolled back (returned, not executed)."""
+        return self._q(
+            "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
+            " AND finished_at IS NOT NULL AND rolled_back_at IS NULL",
+            name=sql.Literal(name))

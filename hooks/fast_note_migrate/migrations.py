@@ -1,0 +1,139 @@
+"""The migrations folder on disk: listing, reading and checksums (Prisma's rules)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .errors import ConfigError
+
+SCRIPT_NAME = "migration.sql"
+DOWN_SCRIPT_NAME = "down.sql"
+LOCK_FILE = "migration_lock.toml"
+_PROVIDER = re.compile(r'^\s*provider\s*=\s*"([^"]*)"', re.MULTILINE)
+
+
+def _sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def render_checksum(text: str) -> str:
+    """Lowercase hex sha256 of the script, as Prisma stores it."""
+    return _sha256(text).hex()
+
+
+def _old_format(digest: bytes) -> str:
+    """Prisma's early checksums: each byte in hex without zero padding."""
+    return "".join(f"{byte:x}" for byte in digest)
+
+
+def script_matches_checksum(text: str, checksum: str) -> bool:
+    """Prisma's comparison: as-is, CRLF->LF, LF->CRLF; old unpadded checksums too."""
+    variants = (text, text.replace("\r\n", "\n"), text.replace("\n", "\r\n"))
+    for variant in variants:
+        digest = _sha256(variant)
+        rendered = _old_format(digest) if checksum and len(checksum) != 64 else digest.hex()
+        if rendered == checksum:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One ``<name>/migration.sql`` folder."""
+
+    name: str
+    directory: Path
+
+    @property
+    def script_path(self) -> Path:
+        return self.directory / SCRIPT_NAME
+
+    @property
+    def down_path(self) -> Path:
+        return self.directory / DOWN_SCRIPT_NAME
+
+    @property
+    def has_script(self) -> bool:
+        return self.script_path.is_file()
+
+    @cached_property
+    def raw(self) -> bytes:
+        try:
+            return self.script_path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"migration folder {self.name} has no {SCRIPT_NAME}",
+                hint=f"add {self.directory / SCRIPT_NAME} or remove the folder",
+                prisma_code="P3015",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {self.script_path}: {exc.strerror}",
+                hint="check the file's permissions",
+            ) from None
+
+    @cached_property
+    def text(self) -> str:
+        """The script as Prisma reads it: UTF-8, invalid bytes replaced by U+FFFD."""
+        return self.raw.decode("utf-8", errors="replace")
+
+    @cached_property
+    def checksum(self) -> str:
+        return render_checksum(self.text)
+
+    def matches(self, checksum: str) -> bool:
+        return script_matches_checksum(self.text, checksum)
+
+    def executable_sql(self) -> str:
+        """The SQL to run; refuses a file that is not valid UTF-8 instead of guessing."""
+        try:
+            return self.raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = self.raw[: exc.start].count(b"\n") + 1
+            raise ConfigError(
+                f"{self.script_path} is not valid UTF-8 (byte 0x{self.raw[exc.start]:02x} "
+                f"at line {line})",
+                hint="save the file as UTF-8 and deploy again",
+            ) from None
+
+
+class MigrationsDir:
+    """A Prisma ``migrations`` folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def check(self) -> None:
+        """Fail early on a missing folder or a lock file for another provider (P3019)."""
+        if not self.path.is_dir():
+            what = "is not a folder" if self.path.exists() else "does not exist"
+            raise ConfigError(
+                f"the migrations folder {self.path} {what}",
+                hint="pass --migrations-dir or set MIGRATIONS_DIR to your prisma/migrations",
+            )
+        lock = self.path / LOCK_FILE
+        if lock.is_file():
+            found = _PROVIDER.search(lock.read_text(encoding="utf-8", errors="replace"))
+            if found and found.group(1) != "postgresql":
+                raise ConfigError(
+                    f'{lock} says provider = "{found.group(1)}", this migrator only '
+                    'supports "postgresql"',
+                    hint="point --migrations-dir at a PostgreSQL migrations folder",
+                    prisma_code="P3019",
+                )
+
+    def list(self) -> list[Migration]:
+        """Every sub-folder, ordered by name; a file is no migration."""
+        self.check()
+        try:
+            entries = sorted(self.path.iterdir(), key=lambda p: p.name)
+        except PermissionError:
+            raise ConfigError(
+                f"cannot read the migrations folder {self.path}: permission denied",
+                hint="check the folder's permissions",
+            ) from None
+        return [Migration(p.name, p) for p in entries if p.is_dir()]

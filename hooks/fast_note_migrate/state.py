@@ -1,0 +1,123 @@
+"""Compare the migrations folder with the history: one state per migration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import ExitCode
+from .history import Row
+from .migrations import Migration
+
+
+class State(StrEnum):
+    APPLIED = "applied"
+    PENDING = "pending"
+    FAILED = "failed"  # started, never finished, not rolled back: blocks deploy (P3009)
+    EDITED = "edited"  # applied, but the local file no longer matches its checksum
+    MISSING_LOCALLY = "missing_locally"  # applied, but no local folder (database ahead)
+    ROLLED_BACK = "rolled_back"  # only rolled-back rows and no local folder
+
+
+@dataclass
+class MigrationState:
+    name: str
+    state: State
+    local: Migration | None
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def was_rolled_back(self) -> bool:
+        return any(r.is_rolled_back for r in self.rows)
+
+    @property
+    def last_row(self) -> Row | None:
+        return self.rows[-1] if self.rows else None
+
+    def to_json(self) -> dict[str, object]:
+        row = self.last_row
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "local": self.local is not None,
+            "rolled_back_before": self.was_rolled_back,
+            "checksum": row.checksum if row else (self.local.checksum if self.local else None),
+            "started_at": row.started_at.isoformat() if row else None,
+            "finished_at": row.finished_at.isoformat() if row and row.finished_at else None,
+            "logs": row.logs if row and self.state is State.FAILED else None,
+        }
+
+
+def _classify(local: Migration | None, rows: list[Row]) -> State:
+    if any(r.is_failed for r in rows):
+        return State.FAILED
+    applied = [r for r in rows if r.is_applied]
+    if applied:
+        if local is None:
+            return State.MISSING_LOCALLY
+        return State.APPLIED if local.matches(applied[-1].checksum) else State.EDITED
+    return State.PENDING if local is not None else State.ROLLED_BACK
+
+
+@dataclass
+class Report:
+    """Every migration known locally or in the database, in name order."""
+
+    items: list[MigrationState]
+
+    @classmethod
+    def build(cls, local: list[Migration], rows: list[Row]) -> Report:
+        by_name: dict[str, list[Row]] = {}
+        for row in rows:
+            by_name.setdefault(row.migration_name, []).append(row)
+        local_by_name = {m.name: m for m in local}
+        names = sorted(set(local_by_name) | set(by_name))
+        return cls([
+            MigrationState(n, _classify(local_by_name.get(n), by_name.get(n, [])),
+                           local_by_name.get(n), by_name.get(n, []))
+            for n in names
+        ])
+
+    def having(self, state: State) -> list[MigrationState]:
+        return [m for m in self.items if m.state is state]
+
+    @property
+    def pending(self) -> list[MigrationState]:
+        return self.having(State.PENDING)
+
+    @property
+    def failed(self) -> list[MigrationState]:
+        return self.having(State.FAILED)
+
+    @property
+    def edited(self) -> list[MigrationState]:
+        return self.having(State.EDITED)
+
+    @property
+    def missing_locally(self) -> list[MigrationState]:
+        return self.having(State.MISSING_LOCALLY)
+
+    @property
+    def rolled_back(self) -> list[MigrationState]:
+        return [m for m in self.items if m.was_rolled_back]
+
+    def exit_code(self, *, strict_missing: bool) -> ExitCode:
+        """Worst first: failed (4), drift (5), pending (3)."""
+        if self.failed:
+            return ExitCode.BLOCKED
+        if self.edited or (strict_missing and self.missing_locally):
+            return ExitCode.DRIFT
+        if self.pending:
+            return ExitCode.NOT_UP_TO_DATE
+        return ExitCode.OK
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "local": sum(1 for m in self.items if m.local is not None),
+            "applied": len(self.having(State.APPLIED)),
+            "pending": len(self.pending),
+            "failed": len(self.failed),
+            "edited": len(self.edited),
+            "missing_locally": len(self.missing_locally),
+            "rolled_back": len(self.rolled_back),
+        }

@@ -149,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         code = ExitCode.FAILED
+    except Exception as exc:  # a bug or an unforeseen failure: short message, trace with -v
+        log.error("unexpected error: %s: %s", type(exc).__name__, exc)
+        log.error("what to do: run again with -v for the traceback, and report it")
+        log.debug("traceback", exc_info=True)
+        code = ExitCode.FAILED
     log.debug("exit %d", int(code))
     return int(code)
 

@@ -39,7 +39,16 @@ def redact(text: str) -> str:
     """Replace every password this process has seen with ``****``."""
     for secret in _secrets:
         text = text.replace(secret, "****")
-    return re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1****@", text)
+    return re.sub(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^@\s]*@", r"\1****@", text,
+                  flags=re.IGNORECASE)
+
+
+def _remember_password(url: str) -> None:
+    """Note the URL's password so that no output ever shows it, even of a bad URL."""
+    match = re.match(r"^\s*[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", url, re.IGNORECASE)
+    if match:
+        _secrets.add(match.group(1))
+        _secrets.add(unquote(match.group(1)))
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class DatabaseUrl:
                 "no database URL given",
                 hint=f"set DATABASE_URL or pass --database-url, e.g. {URL_EXAMPLE}",
             )
+        _remember_password(url)
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -72,9 +82,6 @@ class DatabaseUrl:
                 f"scheme): {redact(url)}",
                 hint=f"only PostgreSQL is supported; write it like {URL_EXAMPLE}",
             )
-        if parts.password:
-            _secrets.add(parts.password)
-            _secrets.add(unquote(parts.password))
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         conninfo = {k: v for k, v in params.items() if k in LIBPQ_PARAMS}
         ignored = tuple(sorted(k for k in params if k not in LIBPQ_PARAMS | {"schema"}))
@@ -114,6 +121,10 @@ def _connect_once(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycop
     conn = psycopg.connect(autocommit=True, **kwargs)  # type: ignore[arg-type]
     # Prisma runs migrations with the URL's schema as search_path.
     conn.execute("SELECT set_config('search_path', quote_ident(%s), false)", (url.schema,))
+    if conn.info.server_version >= 140000:
+        # A migrator killed mid-migration must not keep its transaction (and the lock)
+        # running until the statement ends: the server checks for the lost client.
+        conn.execute("SET client_connection_check_interval = 1000")
     return conn
 
 

@@ -72,8 +72,8 @@ class Migration:
             ) from None
         except OSError as exc:
             raise ConfigError(
-                f"cannot read {self.script_path}: {exc.strerror}",
-                hint="check the file's permissions",
+                f"cannot read {self.script_path}: {exc.strerror.lower()}",
+                hint="check the file's permissions: the migrator's user must be able to read it",
             ) from None
 
     @cached_property
@@ -89,9 +89,12 @@ class Migration:
         return script_matches_checksum(self.text, checksum)
 
     def executable_sql(self) -> str:
-        """The SQL to run; refuses a file that is not valid UTF-8 instead of guessing."""
+        """The SQL to run; refuses a file that is not valid UTF-8 instead of guessing.
+
+        A leading BOM counts for the checksum but is not SQL, so it is not sent.
+        """
         try:
-            return self.raw.decode("utf-8")
+            return self.raw.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as exc:
             line = self.raw[: exc.start].count(b"\n") + 1
             raise ConfigError(
@@ -108,32 +111,42 @@ class MigrationsDir:
         self.path = Path(path)
 
     def check(self) -> None:
-        """Fail early on a missing folder or a lock file for another provider (P3019)."""
+        """Fail early on a missing or unreadable folder, or a lock file for another
+        provider (P3019)."""
         if not self.path.is_dir():
             what = "is not a folder" if self.path.exists() else "does not exist"
             raise ConfigError(
                 f"the migrations folder {self.path} {what}",
                 hint="pass --migrations-dir or set MIGRATIONS_DIR to your prisma/migrations",
             )
-        lock = self.path / LOCK_FILE
-        if lock.is_file():
-            found = _PROVIDER.search(lock.read_text(encoding="utf-8", errors="replace"))
-            if found and found.group(1) != "postgresql":
-                raise ConfigError(
-                    f'{lock} says provider = "{found.group(1)}", this migrator only '
-                    'supports "postgresql"',
-                    hint="point --migrations-dir at a PostgreSQL migrations folder",
-                    prisma_code="P3019",
-                )
+        try:
+            lock_text = (self.path / LOCK_FILE).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the migrations folder {self.path}: {exc.strerror.lower()}",
+                hint="check the folder's permissions: the migrator's user must be able to "
+                "list it and read its files",
+            ) from None
+        found = _PROVIDER.search(lock_text)
+        if found and found.group(1) != "postgresql":
+            raise ConfigError(
+                f'{self.path / LOCK_FILE} says provider = "{found.group(1)}", this migrator '
+                'only supports "postgresql"',
+                hint="point --migrations-dir at a PostgreSQL migrations folder",
+                prisma_code="P3019",
+            )
 
     def list(self) -> list[Migration]:
         """Every sub-folder, ordered by name; a file is no migration."""
         self.check()
         try:
             entries = sorted(self.path.iterdir(), key=lambda p: p.name)
-        except PermissionError:
+        except OSError as exc:
             raise ConfigError(
-                f"cannot read the migrations folder {self.path}: permission denied",
-                hint="check the folder's permissions",
+                f"cannot read the migrations folder {self.path}: {exc.strerror.lower()}",
+                hint="check the folder's permissions: the migrator's user must be able to "
+                "list it and read its files",
             ) from None
         return [Migration(p.name, p) for p in entries if p.is_dir()]

@@ -1,0 +1,337 @@
+"""Running a migration script safely on a live database.
+
+- every migration runs under ``lock_timeout`` (and optionally ``statement_timeout``), set
+  with ``SET LOCAL`` inside its transaction so that nothing leaks to the session (the
+  advisory-lock wait in ``lock`` keeps its own timeout);
+- a migration that hits SQLSTATE 55P03 (lock not available) is retried with backoff, and
+  each retry names the sessions that blocked it;
+- a script with statements that cannot run in a transaction block (``CREATE INDEX
+  CONCURRENTLY`` …) is split with sqlparse and run statement by statement; an INVALID
+  index left by an earlier try of a ``CREATE INDEX CONCURRENTLY`` is dropped first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psycopg import errors as pg_errors
+
+from .durations import format_duration
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+# Statements that manage their own transaction or cannot run inside a transaction block.
+_NON_TRANSACTIONAL = re.compile(
+    r"^\s*(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION|END|ABORT|SAVEPOINT|RELEASE|VACUUM|"
+    r"ALTER\s+SYSTEM|(CREATE|DROP)\s+DATABASE|(CREATE|DROP)\s+TABLESPACE|"
+    r"CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|"
+    r"REINDEX\s+(\(.*?\)\s*)?\w+\s+CONCURRENTLY|DETACH\s+PARTITION.*\bCONCURRENTLY|"
+    r"ALTER\s+TABLE\b.*\bDETACH\s+PARTITION\b.*\bCONCURRENTLY|"
+    r"ALTER\s+TYPE\s+\S+\s+ADD\s+VALUE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_CREATE_INDEX_CONCURRENTLY = re.compile(
+    rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
+    rf"(?P<index>{_IDENT})\s+ON\s+(?:ONLY\s+)?(?:(?P<schema>{_IDENT})\s*\.\s*)?{_IDENT}",
+    re.IGNORECASE,
+)
+
+BLOCKERS_QUERY = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), '(no application_name)'),
+       a.state, a.query_start, a.xact_start, left(a.query, 120)
+FROM unnest(pg_blocking_pids(%s)) AS b(pid) JOIN pg_stat_activity a ON a.pid = b.pid
+ORDER BY a.pid
+"""
+
+INVALID_INDEX_QUERY = """
+SELECT n.nspname, c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid AND c.relname = %s
+  AND n.nspname = coalesce(%s, current_schema())
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How carefully migrations run: timeouts and retries (all seconds)."""
+
+    lock_timeout: float = 5.0  # 0 = wait forever, as PostgreSQL does by default
+    statement_timeout: float = 0.0  # 0 = off
+    lock_retries: int = 3
+    retry_delay: float = 1.0  # first backoff; doubles each retry, at most 60s
+
+    def backoff(self, retry: int) -> float:
+        return float(min(60.0, self.retry_delay * 2 ** (retry - 1)))
+
+    def set_local(self) -> str:
+        """``SET LOCAL`` lines for the start of a transaction (nothing outlives it)."""
+        return "".join(
+            f"SET LOCAL {name} = '{int(value * 1000)}ms';\n"
+            for name, value in (("lock_timeout", self.lock_timeout),
+                                ("statement_timeout", self.statement_timeout)))
+
+
+# Splitting -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a script: its text (comments included) and where it starts."""
+
+    text: str
+    offset: int  # character offset of ``text`` in the script
+    code: str  # the statement without comments, for matching
+    line: int  # 1-based line of the statement's first keyword
+
+    @property
+    def needs_no_transaction(self) -> bool:
+        return bool(_NON_TRANSACTIONAL.match(self.code))
+
+
+def split(script: str) -> list[Statement]:
+    """Split a script into statements (dollar quotes, strings and comments respected)."""
+    from sqlparse import tokens
+    from sqlparse.engine import FilterStack
+
+    result: list[Statement] = []
+    cursor = 0
+    for parsed in FilterStack().run(script):
+        text = str(parsed)
+        offset = script.find(text, cursor)
+        if offset < 0:  # sqlparse keeps the text intact; this is a safety net
+            offset = cursor
+        cursor = offset + len(text)
+        code_parts: list[str] = []
+        first_at: int | None = None
+        position = offset
+        for token in parsed.flatten():
+            is_comment = token.ttype in tokens.Comment
+            if not is_comment and not token.is_whitespace and first_at is None:
+                first_at = position
+            if not is_comment:
+                code_parts.append(token.value)
+            position += len(token.value)
+        code = "".join(code_parts).strip()
+        if not code or code == ";":
+            continue
+        start = first_at if first_at is not None else offset
+        result.append(Statement(text, offset, code, script.count("\n", 0, start) + 1))
+    return result
+
+
+def needs_split(script: str) -> bool:
+    """Whether a script must run statement by statement outside one transaction."""
+    if not _NON_TRANSACTIONAL.search(script):  # cheap test first: most scripts
+        return False
+    return any(s.needs_no_transaction for s in split(script))
+
+
+# Blocking sessions -------------------------------------------------------------------
+
+def describe_blockers(rows: list[tuple[Any, ...]]) -> str:
+    parts = []
+    for pid, app, state, query_start, xact_start, query in rows:
+        since = query_start or xact_start
+        when = f", query started {since:%H:%M:%S}" if since is not None else ""
+        parts.append(f"pid {pid} ({app}, {state}{when}: {query!r})")
+    return "; ".join(parts) if parts else "a session that ended before it could be named"
+
+
+class BlockerWatch:
+    """While an attempt runs, remember who blocks our backend (pg_blocking_pids).
+
+    A second connection is opened only when an attempt runs longer than ``grace``
+    seconds, so quick migrations cost nothing.
+    """
+
+    def __init__(self, conn: psycopg.Connection, grace: float, interval: float = 0.2) -> None:
+        self.conn = conn
+        self.pid = conn.info.backend_pid
+        self.grace = grace
+        self.interval = interval
+        self.blockers: list[tuple[Any, ...]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watcher: psycopg.Connection | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        import psycopg
+
+        info = self.conn.info
+        return psycopg.connect(info.dsn, password=info.password or None, autocommit=True,
+                               application_name="fast-note-migrate lock watch")
+
+    def _run(self) -> None:
+        if self._stop.wait(self.grace):
+            return
+        try:
+            if self._watcher is None:
+                self._watcher = self._connect()
+            while not self._stop.is_set():
+                rows = self._watcher.execute(BLOCKERS_QUERY, (self.pid,)).fetchall()
+                if rows:
+                    self.blockers = rows
+                self._stop.wait(self.interval)
+        except Exception as exc:  # watching is best effort; the migration goes on
+            log.debug("could not watch for blocking sessions: %s", exc)
+
+    def __enter__(self) -> BlockerWatch:
+        self.blockers = []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+
+
+# Running -------------------------------------------------------------------------------
+
+class ScriptFailed(Exception):
+    """A script failed for good: ``error`` is the psycopg error; ``offset`` maps its
+    position into the migration file (see ``commands._failure_logs``)."""
+
+    def __init__(self, error: Exception, offset: int, started: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.offset = offset
+        self.started = started  # a started row was committed and is still unfinished
+
+
+@dataclass
+class Runner:
+    """Runs scripts with timeouts and lock retries on one autocommit connection."""
+
+    conn: psycopg.Connection
+    settings: Settings = field(default_factory=Settings)
+    sleep: Callable[[float], None] = time.sleep
+
+    def _retrying(self, label: str, attempt: Callable[[], None],
+                  before_retry: Callable[[], None] | None = None) -> None:
+        """Run ``attempt``; on 55P03 log the blockers, back off and run it again."""
+        grace = min(1.0, self.settings.lock_timeout / 2) if self.settings.lock_timeout else 1.0
+        watch = BlockerWatch(self.conn, grace)
+        try:
+            for retry in range(self.settings.lock_retries + 1):
+                with watch:
+                    try:
+                        attempt()
+                        return
+                    except pg_errors.LockNotAvailable:
+                        if retry >= self.settings.lock_retries:
+                            log.error("%s: lock not available, blocked by %s; %d retries spent",
+                                      label, describe_blockers(watch.blockers),
+                                      self.settings.lock_retries)
+                            raise
+                delay = self.settings.backoff(retry + 1)
+                log.warning("%s: lock not available within %s, blocked by %s; retry %d/%d "
+                            "in %s", label, format_duration(self.settings.lock_timeout),
+                            describe_blockers(watch.blockers), retry + 1,
+                            self.settings.lock_retries, format_duration(delay))
+                self.sleep(delay)
+                if before_retry is not None:
+                    before_retry()
+        finally:
+            watch.close()
+
+    def transactional(self, label: str, script: str, before: str, after: str) -> None:
+        """``before; script; after`` as one simple query: one implicit transaction.
+
+        A failed try leaves nothing behind (no bookkeeping row either), so a retry
+        starts clean. Raises ScriptFailed when it fails for good.
+        """
+        prefix = f"{self.settings.set_local()}{before};\n" if before else self.settings.set_local()
+        query = f"{prefix}{script}\n;\n{after}"
+        import psycopg
+
+        try:
+            self._retrying(label, lambda: self.conn.execute(query.encode()))
+        except psycopg.Error as exc:
+            raise ScriptFailed(exc, len(prefix), started=False) from exc
+
+    def split(self, label: str, script: str, before: str, after: str) -> None:
+        """Statement by statement outside a transaction; ``before`` commits first.
+
+        A statement that hits 55P03 is retried (the statements before it stay done).
+        Raises ScriptFailed (``started`` tells whether ``before`` committed).
+        """
+        import psycopg
+
+        statements = split(script)
+        log.info("%s runs statement by statement outside a transaction (%d statements)",
+                 label, len(statements))
+        started = False
+        current = 0
+        try:
+            if before:
+                self.conn.execute(before.encode())
+                started = True
+            self._set_session_timeouts()
+            for statement in statements:
+                current = statement.offset
+                self._drop_invalid_index(statement)
+                self._retrying(f"{label} line {statement.line}",
+                               lambda s=statement: self.conn.execute(s.text.encode()),  # type: ignore[misc]
+                               before_retry=lambda s=statement: self._drop_invalid_index(s))  # type: ignore[misc]
+            current = 0
+            self._reset_session_timeouts()
+            self.conn.execute(after.encode())
+        except psycopg.Error as exc:
+            if not self.conn.closed and not self.conn.broken:
+                self._rollback_if_in_transaction()
+                self._reset_session_timeouts()
+            raise ScriptFailed(exc, -current, started=started) from exc
+
+    def _set_session_timeouts(self) -> None:
+        self.conn.execute(
+            f"SET lock_timeout = '{int(self.settings.lock_timeout * 1000)}ms'; "
+            f"SET statement_timeout = '{int(self.settings.statement_timeout * 1000)}ms'".encode())
+
+    def _reset_session_timeouts(self) -> None:
+        self.conn.execute(b"RESET lock_timeout; RESET statement_timeout")
+
+    def _rollback_if_in_transaction(self) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if self.conn.info.transaction_status in (TransactionStatus.INTRANS,
+                                                 TransactionStatus.INERROR):
+            self.conn.execute(b"ROLLBACK")  # a script's own BEGIN must not stay open
+
+    def _drop_invalid_index(self, statement: Statement) -> None:
+        """Drop an INVALID index an earlier failed CREATE INDEX CONCURRENTLY left."""
+        match = _CREATE_INDEX_CONCURRENTLY.match(statement.code)
+        if match is None:
+            return
+        index = _unquote(match.group("index"))
+        schema = _unquote(match.group("schema")) if match.group("schema") else None
+        row = self.conn.execute(INVALID_INDEX_QUERY, (index, schema)).fetchone()
+        if row is None:
+            return
+        from psycopg import sql
+
+        log.warning("dropping the INVALID index %s.%s left by an earlier failed try, "
+                    "before creating it again", row[0], row[1])
+        self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(row[0], row[1])))
+
+
+def _unquote(identifier: str) -> str:
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fast_note_migrate.errors import EXIT_CODE_MEANINGS
 from tools.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
 
 MIGRATIONS_DIR = REPO / "examples" / "prisma" / "migrations"
@@ -45,23 +46,7 @@ WAIT_INTERVAL = "250ms"
 DEPLOY_DELAY = 0.3  # seconds between the last replica waiting and the Job's deploy
 PROCESS_TIMEOUT = 90.0
 
-# Used when the migrator package cannot be imported (it is installed in .venv).
-_FALLBACK_EXIT_MEANINGS = {
-    0: "ok",
-    1: "failed: a migration or the database failed",
-    2: "usage or configuration error",
-    3: "not up to date: pending migrations, or `wait` timed out",
-    4: "a failed migration blocks the history (Prisma's P3009 state)",
-    5: "drift: an applied migration was edited, or is missing locally",
-    6: "timed out waiting for the migration lock or the database",
-}
-
-
 def exit_meaning(code: int) -> str:
-    try:
-        from fast_note_migrate.errors import EXIT_CODE_MEANINGS
-    except ImportError:
-        return _FALLBACK_EXIT_MEANINGS.get(code, "unknown exit code")
     return {int(k): v for k, v in EXIT_CODE_MEANINGS.items()}.get(code, "unknown exit code")
 
 

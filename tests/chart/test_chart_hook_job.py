@@ -1,0 +1,180 @@
+"""templates/migration/hook-job.yaml and contract-hook-job.yaml: the migration as Helm hooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from .render import (
+    annotations,
+    component,
+    container,
+    db,
+    env_value,
+    only,
+    render_chart,
+    strategy_values,
+)
+
+
+def _hook_job(docs):
+    return only(
+        [
+            d
+            for d in component(docs, "Job", "migration")
+            if d["metadata"]["name"] == "fast-note-migrate"
+        ]
+    )
+
+
+class TestHookJob:
+    def test_should_run_before_install_and_upgrade(self, helm):
+        job = _hook_job(render_chart(strategy_values("hook"), helm=helm))
+        assert annotations(job) == {
+            "helm.sh/hook": "pre-install,pre-upgrade",
+            "helm.sh/hook-weight": "0",
+            "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+        }
+
+    def test_should_keep_a_failed_job_for_its_logs(self, helm):
+        job = _hook_job(render_chart(strategy_values("hook"), helm=helm))
+        assert "hook-failed" not in annotations(job)["helm.sh/hook-delete-policy"]
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+    def test_should_deploy_all_phases_with_the_configured_timeouts(self, helm):
+        values = strategy_values(
+            "hook", lockTimeout="45s", connectTimeout="1m", lintPolicy="block", logFormat="json"
+        )
+        spec = _hook_job(render_chart(values, helm=helm))["spec"]["template"]["spec"]
+        migrate = container(spec, "migrate")
+        assert migrate["args"] == [
+            "deploy",
+            "--lock-timeout",
+            "45s",
+            "--connect-timeout",
+            "1m",
+            "--lint-policy",
+            "block",
+        ]
+        assert env_value(migrate, "MIGRATE_LOG_FORMAT") == "json"
+        assert env_value(migrate, "MIGRATIONS_DIR") == "/migrations"
+        assert [c["name"] for c in spec["initContainers"]] == ["copy-migrations"]
+
+    def test_should_bound_the_job_in_time_and_retries(self, helm):
+        values = strategy_values("hook", job={"backoffLimit": 1, "activeDeadlineSeconds": 300})
+        job = _hook_job(render_chart(values, helm=helm))
+        assert job["spec"]["backoffLimit"] == 1
+        assert job["spec"]["activeDeadlineSeconds"] == 300
+        assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+
+    @pytest.mark.parametrize(("ttl", "expected"), [(0, 0), (120, 120), (None, "unset")])
+    def test_should_keep_ttl_zero_distinct_from_unset(self, helm, ttl, expected):
+        job = _hook_job(
+            render_chart(strategy_values("hook", job={"ttlSecondsAfterFinished": ttl}), helm=helm)
+        )
+        assert job["spec"].get("ttlSecondsAfterFinished", "unset") == expected
+
+    def test_should_not_retry_errors_a_retry_cannot_fix(self, helm):
+        job = _hook_job(render_chart(strategy_values("hook"), helm=helm))
+        rule = job["spec"]["podFailurePolicy"]["rules"][0]
+        assert rule["action"] == "FailJob"
+        assert rule["onExitCodes"] == {
+            "containerName": "migrate",
+            "operator": "In",
+            "values": [2, 4, 5],
+        }
+
+    def test_should_leave_out_pod_failure_policy_before_kubernetes_1_26(self, helm):
+        docs = render_chart(strategy_values("hook"), helm=helm, kube_version="1.20.2")
+        assert "podFailurePolicy" not in _hook_job(docs)["spec"]
+
+    def test_should_take_the_hook_weight(self, helm):
+        job = _hook_job(render_chart(strategy_values("hook", hook={"weight": 10}), helm=helm))
+        assert annotations(job)["helm.sh/hook-weight"] == "10"
+
+    def test_should_merge_user_annotations_on_top(self, helm):
+        values = strategy_values(
+            "hook",
+            job={
+                "annotations": {"team": "db", "helm.sh/hook-delete-policy": "before-hook-creation"}
+            },
+        )
+        ann = annotations(_hook_job(render_chart(values, helm=helm)))
+        assert ann["team"] == "db"
+        assert ann["helm.sh/hook-delete-policy"] == "before-hook-creation"
+        assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+    def test_should_add_argocd_presync_in_argocd_mode(self, helm):
+        ann = annotations(_hook_job(render_chart(strategy_values("hook", argocd=True), helm=helm)))
+        assert ann["argocd.argoproj.io/hook"] == "PreSync"
+        assert ann["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
+        assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+    def test_should_use_the_migration_service_account_without_token(self, helm):
+        spec = _hook_job(render_chart(strategy_values("hook"), helm=helm))["spec"]["template"][
+            "spec"
+        ]
+        assert spec["serviceAccountName"] == "fast-note-migration"
+        assert spec["automountServiceAccountToken"] is False
+
+    def test_should_read_the_hook_copy_of_a_values_secret(self, helm):
+        spec = _hook_job(render_chart(strategy_values("hook"), helm=helm))["spec"]["template"][
+            "spec"
+        ]
+        assert env_value(container(spec, "migrate"), "DATABASE_URL") == {
+            "secretKeyRef": {"name": "fast-note-migration-db", "key": "database-url"}
+        }
+
+    def test_should_read_an_existing_secret_directly(self, helm):
+        values = {"database": {"existingSecret": "fast-note-secrets"}}
+        spec = _hook_job(render_chart(values, helm=helm))["spec"]["template"]["spec"]
+        assert env_value(container(spec, "migrate"), "DATABASE_URL") == {
+            "secretKeyRef": {"name": "fast-note-secrets", "key": "database-url"}
+        }
+
+    @pytest.mark.parametrize("strategy", ["initContainer", "job", "none"])
+    def test_should_not_render_for_other_strategies(self, helm, strategy):
+        docs = render_chart(strategy_values(strategy), helm=helm)
+        assert not [
+            d
+            for d in docs
+            if "helm.sh/hook" in annotations(d) and "pre-install" in annotations(d)["helm.sh/hook"]
+        ]
+
+
+class TestContractHookJob:
+    def _docs(self, helm, **contract):
+        return render_chart(
+            strategy_values("hook", contract={"enabled": True, **contract}), helm=helm
+        )
+
+    def test_should_run_the_contract_phase_after_the_upgrade(self, helm):
+        docs = self._docs(helm, weight=3)
+        job = only(
+            [
+                d
+                for d in component(docs, "Job", "migration")
+                if d["metadata"]["name"] == "fast-note-migrate-contract"
+            ]
+        )
+        assert annotations(job)["helm.sh/hook"] == "post-install,post-upgrade"
+        assert annotations(job)["helm.sh/hook-weight"] == "3"
+        args = container(job["spec"]["template"]["spec"], "migrate-contract")["args"]
+        assert args[args.index("--phase") + 1] == "contract"
+
+    def test_should_make_the_pre_hook_expand_only(self, helm):
+        job = _hook_job(self._docs(helm))
+        args = container(job["spec"]["template"]["spec"], "migrate")["args"]
+        assert args[args.index("--phase") + 1] == "expand"
+
+    def test_should_keep_support_objects_for_the_post_hook(self, helm):
+        docs = self._docs(helm)
+        for kind in ("ServiceAccount", "Secret"):
+            obj = only(component(docs, kind, "migration"))
+            assert (
+                annotations(obj)["helm.sh/hook"]
+                == "pre-install,pre-upgrade,post-install,post-upgrade"
+            )
+
+    def test_should_be_off_by_default(self, helm):
+        names = [d["metadata"]["name"] for d in render_chart(db(), helm=helm)]
+        assert "fast-note-migrate-contract" not in names

@@ -1,0 +1,139 @@
+"""Every strategy with every environment file renders with both Helm majors, validates against the
+Kubernetes schemas, and every pod meets the Pod Security Standard "restricted"."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .render import (
+    CI_VALUES_FILES,
+    DB_URL,
+    STRATEGIES,
+    VALUES_FILES,
+    all_violations,
+    containers,
+    pod_specs,
+    pss_restricted_violations,
+    render_chart,
+)
+
+# Strategy "none" with no database configured is valid too; the others get a URL only when the
+# values file has no database of its own.
+MATRIX = [(s, f) for s in STRATEGIES for f in VALUES_FILES]
+
+
+def _values_for(strategy: str, values_file) -> dict:
+    text = values_file.read_text()
+    has_db = "url:" in text or "existingSecret:" in text
+    return {
+        "migration": {"strategy": strategy},
+        **({} if has_db else {"database": {"url": DB_URL}}),
+    }
+
+
+class TestStrategyMatrix:
+    def test_should_have_environment_files(self):
+        names = {f.name for f in VALUES_FILES}
+        assert {"dev.yaml", "prod.yaml"} <= names
+
+    @pytest.mark.parametrize(
+        ("strategy", "values_file"), MATRIX, ids=[f"{s}-{f.stem}" for s, f in MATRIX]
+    )
+    def test_should_render_valid_objects_for_every_strategy_and_environment(
+        self, helm, strategy, values_file
+    ):
+        docs = render_chart(
+            _values_for(strategy, values_file), helm=helm, values_files=[values_file]
+        )
+        kinds = {d["kind"] for d in docs}
+        assert {"Deployment", "Service"} <= kinds
+        jobs = [d for d in docs if d["kind"] == "Job"]
+        assert bool(jobs) == (strategy in ("hook", "job")), f"{strategy} renders Jobs {jobs}"
+
+    @pytest.mark.parametrize(
+        ("strategy", "values_file"), MATRIX, ids=[f"{s}-{f.stem}" for s, f in MATRIX]
+    )
+    def test_should_meet_restricted_pod_security_on_every_pod(self, helm, strategy, values_file):
+        docs = render_chart(
+            _values_for(strategy, values_file), helm=helm, values_files=[values_file]
+        )
+        assert list(pod_specs(docs)), "no pod rendered"
+        assert all_violations(docs) == []
+
+    @pytest.mark.parametrize("values_file", CI_VALUES_FILES, ids=[f.stem for f in CI_VALUES_FILES])
+    def test_should_render_every_ci_values_file(self, helm, values_file):
+        docs = render_chart(helm=helm, values_files=[values_file])
+        assert all_violations(docs) == []
+
+    @pytest.mark.parametrize("strategy", STRATEGIES)
+    def test_should_render_for_the_kubernetes_1_20_api_server(self, helm, strategy):
+        full = next(f for f in CI_VALUES_FILES if f.name == "full-values.yaml")
+        values = {"migration": {"strategy": strategy, "contract": {"enabled": strategy == "hook"}}}
+        docs = render_chart(values, helm=helm, values_files=[full], kube_version="1.20.2")
+        api = {d["kind"]: d["apiVersion"] for d in docs}
+        assert api["PodDisruptionBudget"] == "policy/v1beta1"
+        assert api["HorizontalPodAutoscaler"] == "autoscaling/v2beta2"
+        assert all("podFailurePolicy" not in d["spec"] for d in docs if d["kind"] == "Job")
+        assert all_violations(docs) == []
+
+    def test_should_name_every_port_protocol_tcp(self, helm):
+        docs = render_chart(
+            {"ingress": {"enabled": True}}, helm=helm, values_files=[VALUES_FILES[0]]
+        )
+        ports = [
+            p for _, spec in pod_specs(docs) for c in containers(spec) for p in c.get("ports", [])
+        ]
+        ports += [p for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]]
+        assert ports and all(p.get("protocol") == "TCP" for p in ports)
+
+    def test_should_carry_standard_labels_on_every_object(self, helm):
+        docs = render_chart(helm=helm, values_files=[CI_VALUES_FILES[0]])
+        for doc in docs:
+            labels = doc["metadata"]["labels"]
+            assert labels["app.kubernetes.io/name"] == "fast-note"
+            assert labels["app.kubernetes.io/instance"] == "fast-note"
+            assert labels["app.kubernetes.io/managed-by"] == "Helm"
+            assert labels["app.kubernetes.io/component"] in ("app", "migration", "test")
+
+    def test_should_name_no_registry_host_in_any_image(self, helm):
+        for values_file in VALUES_FILES + CI_VALUES_FILES:
+            docs = render_chart(helm=helm, values_files=[values_file])
+            images = {c["image"] for _, spec in pod_specs(docs) for c in containers(spec)}
+            for image in images:
+                assert not re.match(r"^[^/]+[.:][^/]*/", image), f"registry host in {image}"
+                assert image.split(":")[0] in ("fast-note", "fast-note-migrate")
+
+
+class TestPodSecurityChecker:
+    """The checker used above must notice what it is meant to catch."""
+
+    def test_should_flag_a_root_privileged_container(self, helm):
+        docs = render_chart(
+            {
+                "securityContext": {
+                    "runAsNonRoot": False,
+                    "privileged": True,
+                    "allowPrivilegeEscalation": True,
+                },
+                "podSecurityContext": {"runAsUser": 0},
+            },
+            helm=helm,
+            values_files=[VALUES_FILES[0]],
+        )
+        problems = "\n".join(all_violations(docs))
+        assert "privileged" in problems
+        assert "allowPrivilegeEscalation not false" in problems
+        assert "runAsUser 0" in problems
+
+    def test_should_flag_a_missing_tmp_and_host_network(self):
+        spec = {
+            "hostNetwork": True,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "x", "ports": [{"containerPort": 1}]}],
+        }
+        problems = "\n".join(pss_restricted_violations("Pod/x", spec))
+        assert "hostNetwork" in problems
+        assert "/tmp is not an emptyDir" in problems
+        assert "no protocol: TCP" in problems

@@ -1,0 +1,65 @@
+"""templates/NOTES.txt: after install the user learns where the migration logs are and how to run
+status and verify, for the strategy they chose."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .render import VALUES_FILES, render_notes, strategy_values
+
+
+def _notes(values: dict) -> str:
+    return render_notes(json.dumps(values, sort_keys=True))
+
+
+class TestNotes:
+    @pytest.mark.parametrize(
+        ("strategy", "logs"),
+        [
+            ("hook", "kubectl logs -n fast-note-prod job/fast-note-migrate -c migrate"),
+            ("initContainer", "kubectl logs -n fast-note-prod deployment/fast-note -c migrate"),
+            (
+                "job",
+                "kubectl logs -n fast-note-prod -l app.kubernetes.io/instance=fast-note,"
+                "app.kubernetes.io/component=migration -c migrate",
+            ),
+        ],
+    )
+    def test_should_say_where_the_migration_logs_are(self, strategy, logs):
+        notes = _notes(strategy_values(strategy))
+        assert f"Migration strategy: {strategy}" in notes
+        assert logs in notes
+
+    @pytest.mark.parametrize("strategy", ["hook", "initContainer", "job", "none"])
+    def test_should_say_how_to_run_verify_and_status(self, strategy):
+        notes = _notes(strategy_values(strategy))
+        assert "helm test fast-note -n fast-note-prod --logs" in notes
+        overrides = re.search(r"--overrides='(\{.*\})'", notes)
+        assert overrides, notes
+        pod = json.loads(overrides.group(1))
+        status = pod["spec"]["containers"][0]
+        assert status["args"] == ["status"]
+        assert pod["spec"]["initContainers"][0]["name"] == "copy-migrations"
+
+    def test_should_say_that_pods_wait_for_the_schema(self):
+        assert "-c wait-for-migrations" in _notes(strategy_values("hook"))
+        assert "-c wait-for-migrations" not in _notes(
+            strategy_values("hook", wait={"enabled": False})
+        )
+
+    def test_should_say_nothing_migrates_with_none(self):
+        notes = _notes(strategy_values("none"))
+        assert "Nothing touches the database" in notes
+
+    def test_should_never_print_the_database_url(self):
+        notes = _notes(strategy_values("initContainer"))
+        assert "postgresql://" not in notes and "secret@" not in notes
+
+    def test_should_name_the_existing_secret_in_prod(self):
+        prod = str(next(f for f in VALUES_FILES if f.name == "prod.yaml"))
+        notes = render_notes("{}", prod)
+        assert '"name":"fast-note-secrets"' in notes
+        assert "Argo CD" not in notes

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import lock
+from . import lock, phases
 from .db import DatabaseUrl, connect, redact
 from .durations import format_duration
 from .errors import (
@@ -23,13 +22,18 @@ from .errors import (
     MigrationFailed,
     NotUpToDate,
 )
+from .execution import Runner, ScriptFailed, Settings, needs_split
+from .lint import Policy
 from .migrations import Migration, MigrationsDir
+from .phases import Phase
 from .state import MigrationState, Report, State
 
 if TYPE_CHECKING:
     import psycopg
 
     from .history import History
+    from .lint import Finding
+    from .rollout import Target
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +69,8 @@ def out(text: str = "") -> None:
 
 # deploy ---------------------------------------------------------------------------
 
-# Statements that manage their own transaction or cannot run inside one: such a file
-# runs as Prisma runs it (INSERT, script, UPDATE as three steps), not wrapped in one.
-_NEEDS_OWN_TRANSACTION = re.compile(
-    r"\b(BEGIN|COMMIT|ROLLBACK|START\s+TRANSACTION|END\s*;|SAVEPOINT|CONCURRENTLY|"
-    r"VACUUM|ALTER\s+SYSTEM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+TYPE\s+\S+\s+ADD\s+VALUE)",
-    re.IGNORECASE,
-)
 
-
-def _failure_logs(exc: Exception, offset: int, script: str) -> str:
+def _failure_logs(exc: Exception, offset: int, script: str, line: int | None = None) -> str:
     """Prisma-style logs text for a failed script: SQLSTATE, message, position."""
     import psycopg
 
@@ -90,44 +86,49 @@ def _failure_logs(exc: Exception, offset: int, script: str) -> str:
         position = max(1, int(diag.statement_position) - offset)
         line = script.count("\n", 0, position - 1) + 1
         lines += ["", f"Position: character {position}, line {line} of migration.sql"]
+    elif line is not None:  # a statement run on its own (outside a transaction)
+        lines += ["", f"Statement at line {line} of migration.sql"]
     return redact("\n".join(lines))
 
 
-def _apply_one(conn: psycopg.Connection, history: History, migration: Migration) -> None:
-    """Apply one migration and record it in Prisma's table, or record its failure."""
+def _apply_one(conn: psycopg.Connection, history: History, migration: Migration,
+               settings: Settings | None = None) -> None:
+    """Apply one migration and record it in Prisma's table, or record its failure.
+
+    A script runs as ONE simple-protocol query (SET LOCAL timeouts; INSERT started row;
+    script; UPDATE finished), one implicit transaction: the script and its bookkeeping
+    commit together or not at all, even if this process is killed, and a try that hit
+    a lock timeout leaves no row behind before it is retried. A script with statements
+    that cannot run in a transaction block runs statement by statement (see execution).
+    """
     import psycopg
 
     script = migration.executable_sql()
     insert = history.insert_started(migration.name, migration.checksum).as_string(conn)
     finish = history.mark_finished(migration.name).as_string(conn)
-    wrapped = not _NEEDS_OWN_TRANSACTION.search(script)
+    runner = Runner(conn, settings or Settings())
     try:
-        if wrapped:
-            # One simple-protocol query is one implicit transaction: the script and its
-            # bookkeeping commit together or not at all, even if this process is killed.
-            prefix = f"{insert};\n"
-            conn.execute(f"{prefix}{script}\n;\n{finish}")
+        if needs_split(script):
+            runner.split(migration.name, script, insert, finish)
         else:
-            prefix = ""
-            conn.execute(insert)
-            conn.execute(script)
-            conn.execute(finish)
-    except psycopg.OperationalError as exc:
-        if conn.closed or conn.broken:
+            runner.transactional(migration.name, script, insert, finish)
+    except ScriptFailed as failure:
+        exc = failure.error
+        if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
             raise DatabaseError(
                 f"lost the database connection while applying {migration.name}: "
                 f"{redact(str(exc).strip())}",
                 hint="PostgreSQL rolled back the unfinished migration unless it had committed; "
                 "run `fast-note-migrate status`, then deploy again",
             ) from None
-        _record_and_raise(conn, history, migration, exc, len(prefix), script, started=not wrapped)
-    except psycopg.Error as exc:
-        _record_and_raise(conn, history, migration, exc, len(prefix), script, started=not wrapped)
+        _record_and_raise(conn, history, migration, exc, failure.offset, script,
+                          started=failure.started, line=failure.line)
 
 
 def _record_and_raise(conn: psycopg.Connection, history: History, migration: Migration,
-                      exc: Exception, offset: int, script: str, *, started: bool) -> None:
-    logs = _failure_logs(exc, offset, script)
+                      exc: Exception, offset: int, script: str, *, started: bool,
+                      line: int | None = None) -> None:
+    logs = _failure_logs(exc, offset, script, line)
     history.record_failure(migration.name, migration.checksum, logs, started=started)
     raise MigrationFailed(
         f"migration {migration.name} failed and is recorded as failed:\n{logs}",
@@ -169,13 +170,52 @@ def _warn_drift(report: Report) -> None:
                     "(the database is ahead of this image)", item.name)
 
 
-def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False) -> ExitCode:
+@dataclass(frozen=True)
+class DeployOptions:
+    """deploy's safety options (docs/safe-migrations.md); the defaults lint nothing."""
+
+    lint_policy: Policy = Policy.OFF
+    execution: Settings = field(default_factory=Settings)
+    phase: Phase = Phase.ALL
+    rollout: Target | None = None  # wait for this Deployment's rollout first
+
+
+def _wait_for_rollout(ctx: Context, local: list[Migration], options: DeployOptions) -> None:
+    """Before a contract run: wait until no pod of the old release serves any more."""
+    if options.rollout is None:
+        if options.phase is Phase.CONTRACT:
+            log.warning("contract phase without --wait-for-rollout: make sure no pod of the "
+                        "previous release still serves")
+        return
+    with ctx.connection("deploy") as conn:
+        pending = ctx.report(conn, local).pending
+    if not pending:
+        log.info("nothing pending: not waiting for the rollout")
+        return
+    from . import rollout
+
+    rollout.wait(options.rollout)
+
+
+def _lint_pending(conn: psycopg.Connection, pending: list[Migration],
+                  options: DeployOptions) -> None:
+    from . import lint
+
+    version = conn.info.server_version
+    lint.check(pending, options.lint_policy, pg_version=f"{version // 10000}.{version % 100}")
+
+
+def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False,
+           options: DeployOptions | None = None) -> ExitCode:
     """Apply every pending migration, in order, under Prisma's advisory lock."""
+    options = options or DeployOptions()
     local = ctx.migrations.list()
+    if not dry_run:
+        _wait_for_rollout(ctx, local, options)
     with ctx.connection("deploy") as conn:
         history = ctx.history(conn)
         if dry_run:
-            return _plan(ctx, conn, local)
+            return _plan(ctx, conn, local, options)
         waited = lock.acquire(conn, lock_timeout)
         if waited > 0.5:
             log.info("got the migration lock after %s", format_duration(waited))
@@ -189,12 +229,15 @@ def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False) -> ExitC
         pending = [item.local for item in report.pending if item.local is not None]
         for migration in pending:  # every pending file must be readable before we start
             migration.executable_sql()
+        pending = phases.select(pending, options.phase)
+        _lint_pending(conn, pending, options)  # refuses (exit 2) before any change
         if not exists:
             history.create()
-        return _apply_all(conn, history, pending)
+        return _apply_all(conn, history, pending, options.execution)
 
 
-def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migration]) -> ExitCode:
+def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migration],
+               settings: Settings | None = None) -> ExitCode:
     if not pending:
         log.info("no pending migrations: the database is up to date")
         return ExitCode.OK
@@ -203,14 +246,16 @@ def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migrati
     for index, migration in enumerate(pending, 1):
         log.info("applying %s (%d/%d)", migration.name, index, len(pending))
         t0 = time.monotonic()
-        _apply_one(conn, history, migration)
+        _apply_one(conn, history, migration, settings)
         log.info("applied %s in %s", migration.name, format_duration(time.monotonic() - t0))
     log.info("applied %d migration(s) in %s", len(pending),
              format_duration(time.monotonic() - started))
     return ExitCode.OK
 
 
-def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration]) -> ExitCode:
+def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration],
+          options: DeployOptions | None = None) -> ExitCode:
+    options = options or DeployOptions()
     history = ctx.history(conn)
     exists = history.exists()
     if not exists:
@@ -222,11 +267,18 @@ def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration]) -> Exi
     out(f"Dry run: nothing is changed in {ctx.url.display}")
     if not exists:
         out(f"would create the table {ctx.url.schema}._prisma_migrations")
-    for item in report.pending:
-        assert item.local is not None
-        item.local.executable_sql()
-        out(f"would apply {item.name}")
-    out(f"{len(report.pending)} migration(s) would be applied")
+    pending = [item.local for item in report.pending if item.local is not None]
+    for migration in pending:
+        migration.executable_sql()
+    selected = phases.select(pending, options.phase)
+    _lint_pending(conn, selected, options)
+    for migration in pending:
+        if migration in selected:
+            how = " (statement by statement)" if needs_split(migration.executable_sql()) else ""
+            out(f"would apply {migration.name}{how}")
+        else:
+            out(f"would leave {migration.name} for the contract phase (deploy --phase contract)")
+    out(f"{len(selected)} migration(s) would be applied")
     return ExitCode.OK
 
 
@@ -256,7 +308,10 @@ def _print_report(ctx: Context, report: Report) -> None:
     for item in report.items:
         rolled_back_before = item.was_rolled_back and item.state is not State.ROLLED_BACK
         note = " (rolled back before)" if rolled_back_before else ""
-        out(f"  {_STATE_LABELS[item.state]:<26} {item.name}{note}")
+        label = _STATE_LABELS[item.state]
+        if item.state is State.PENDING and item.is_contract:
+            label = "PENDING (contract)"
+        out(f"  {label:<26} {item.name}{note}")
     counts = report.counts()
     out("Summary:    " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
 
@@ -306,21 +361,25 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
                     hint="the image and the database disagree: deploy the image the database "
                     "was migrated with, or fix the migration history",
                 )
-            if not report.pending:
+            required = report.required_pending  # pending contract steps are fine
+            if not required:
+                if report.pending:
+                    log.info("%d contract migration(s) pending: fine for this image (the "
+                             "post-upgrade run applies them)", len(report.pending))
                 log.info("the database is up to date (%d migrations) after %s",
                          len(local), format_duration(time.monotonic() - started))
                 return ExitCode.OK
             now = time.monotonic()
             if now >= deadline:
                 raise NotUpToDate(
-                    f"timed out after {format_duration(timeout)}: {len(report.pending)} "
-                    f"migration(s) still pending, first {report.pending[0].name}",
+                    f"timed out after {format_duration(timeout)}: {len(required)} "
+                    f"migration(s) still pending, first {required[0].name}",
                     hint="check the migration Job's logs; raise --timeout if migrations are "
                     "slow",
                 )
             if now - last_logged >= 10 or last_logged == 0:
                 log.info("waiting for %d pending migration(s), first %s",
-                         len(report.pending), report.pending[0].name)
+                         len(required), required[0].name)
                 last_logged = now
             time.sleep(min(interval, max(0.0, deadline - now)))
 
@@ -331,15 +390,19 @@ def verify(ctx: Context) -> ExitCode:
     with ctx.connection("verify") as conn:
         report = ctx.report(conn, local)
     _print_report(ctx, report)
-    code = report.exit_code(strict_missing=False)
+    code = report.exit_code(strict_missing=False, contract_ok=True)
     checks = [
         ("database reachable", True),
         ("no failed migration", not report.failed),
         ("no edited migration", not report.edited),
-        ("no pending migration", not report.pending),
+        ("no pending migration", not report.required_pending),
     ]
     for label, ok in checks:
         out(f"  [{'ok' if ok else 'FAIL'}] {label}")
+    contract = len(report.pending) - len(report.required_pending)
+    if contract:
+        out(f"  [note] {contract} contract migration(s) pending: applied by the post-upgrade "
+            "run once the old pods are gone")
     if report.missing_locally:
         out(f"  [note] the database is ahead by {len(report.missing_locally)} migration(s): "
             "fine after a rollback")
@@ -385,4 +448,72 @@ def resolve(ctx: Context, *, applied: str | None, rolled_back: str | None,
         history.mark_rolled_back(name)
         log.info("migration %s is recorded as rolled back; the next deploy applies it again",
                  name)
+        return ExitCode.OK
+
+
+# lint / down ----------------------------------------------------------------------
+
+def _lint_status(finding: Finding) -> str:
+    if finding.new_table is not None:
+        return f"fine: table {finding.new_table} is created earlier in this deploy"
+    if finding.acknowledged is not None:
+        return f"acknowledged{': ' + finding.acknowledged if finding.acknowledged else ''}"
+    return finding.kind
+
+
+def lint(ctx: Context, *, policy: Policy, all_migrations: bool = False) -> ExitCode:
+    """squawk over the pending migrations (or all); exit 2 when the policy blocks."""
+    from . import lint as squawk
+
+    local = _local_with_scripts(ctx)
+    if all_migrations:
+        targets = local
+    else:
+        with ctx.connection("lint") as conn:
+            targets = [i.local for i in ctx.report(conn, local).pending if i.local is not None]
+    if not targets:
+        out("lint: no pending migrations (use --all to lint every migration)")
+        return ExitCode.OK
+    found = squawk.run(targets, new_tables=not all_migrations, required=True) or []
+    shown = [f for f in found if f.kind != "advice"]
+    for finding in shown:
+        out(f"{finding.describe()} [{_lint_status(finding)}]")
+    for finding in found:
+        if finding.kind == "advice":
+            log.debug("lint advice: %s: %s: %s", finding.location(), finding.rule,
+                      finding.message)
+    unacknowledged = [f for f in found if f.guarded]
+    dangerous = [f for f in found if f.kind in ("destructive", "locking")]
+    unparsed = len(shown) - len(dangerous)
+    out(f"lint: {len(targets)} migration(s), {len(dangerous)} destructive or locking "
+        f"operation(s), {len(unacknowledged)} not acknowledged (policy {policy.value})"
+        + (f"; {unparsed} syntax error(s): those statements are not checked" if unparsed
+           else ""))
+    if unacknowledged and policy is Policy.BLOCK:
+        raise squawk.blocked_error(unacknowledged)
+    return ExitCode.OK
+
+
+def down(ctx: Context, *, to: str, lock_timeout: float, dry_run: bool = False,
+         settings: Settings | None = None) -> ExitCode:
+    """Undo the applied migrations newer than ``to`` with their down.sql, newest first."""
+    from . import down as downs
+
+    local = ctx.migrations.list()
+    with ctx.connection("down") as conn:
+        history = ctx.history(conn)
+        if not dry_run:
+            lock.acquire(conn, lock_timeout)
+        steps = downs.plan(Report.build(local, history.rows()), to)
+        if dry_run:
+            out(f"Dry run: nothing is changed in {ctx.url.display}")
+            for migration in steps:
+                out(f"would roll back {migration.name} with {migration.down_path}")
+            out(f"{len(steps)} migration(s) would be rolled back; {to} stays applied")
+            return ExitCode.OK
+        if not steps:
+            log.info("nothing to roll back: %s is the newest applied migration", to)
+            return ExitCode.OK
+        downs.apply(conn, history, steps, settings or Settings())
+        log.info("rolled back %d migration(s); %s is now the newest applied", len(steps), to)
         return ExitCode.OK

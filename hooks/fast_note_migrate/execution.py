@@ -35,10 +35,13 @@ _NON_TRANSACTIONAL = re.compile(
     r"ALTER\s+SYSTEM|(CREATE|DROP)\s+DATABASE|(CREATE|DROP)\s+TABLESPACE|"
     r"CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY|DROP\s+INDEX\s+CONCURRENTLY|"
     r"REINDEX\s+(\(.*?\)\s*)?\w+\s+CONCURRENTLY|DETACH\s+PARTITION.*\bCONCURRENTLY|"
-    r"ALTER\s+TABLE\b.*\bDETACH\s+PARTITION\b.*\bCONCURRENTLY|"
-    r"ALTER\s+TYPE\s+\S+\s+ADD\s+VALUE)\b",
+    r"ALTER\s+TABLE\b.*\bDETACH\s+PARTITION\b.*\bCONCURRENTLY)\b",
     re.IGNORECASE | re.DOTALL,
 )
+# Cheap test before splitting: a script without any of these words runs as one query.
+_MAYBE_NON_TRANSACTIONAL = re.compile(
+    r"\b(BEGIN|COMMIT|ROLLBACK|START|END|ABORT|SAVEPOINT|RELEASE|VACUUM|SYSTEM|DATABASE|"
+    r"TABLESPACE|CONCURRENTLY)\b", re.IGNORECASE)
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _CREATE_INDEX_CONCURRENTLY = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
@@ -104,7 +107,8 @@ def split(script: str) -> list[Statement]:
 
     result: list[Statement] = []
     cursor = 0
-    for parsed in FilterStack().run(script):
+    stack = FilterStack()  # type: ignore[no-untyped-call]  # sqlparse ships no annotations
+    for parsed in stack.run(script):  # type: ignore[no-untyped-call]  # (ditto)
         text = str(parsed)
         offset = script.find(text, cursor)
         if offset < 0:  # sqlparse keeps the text intact; this is a safety net
@@ -130,7 +134,7 @@ def split(script: str) -> list[Statement]:
 
 def needs_split(script: str) -> bool:
     """Whether a script must run statement by statement outside one transaction."""
-    if not _NON_TRANSACTIONAL.search(script):  # cheap test first: most scripts
+    if not _MAYBE_NON_TRANSACTIONAL.search(script):  # cheap test first: most scripts
         return False
     return any(s.needs_no_transaction for s in split(script))
 
@@ -154,8 +158,10 @@ class BlockerWatch:
     """
 
     def __init__(self, conn: psycopg.Connection, grace: float, interval: float = 0.2) -> None:
-        self.conn = conn
+        # Read here, in the migrating thread: libpq objects are not shared across threads.
         self.pid = conn.info.backend_pid
+        self.dsn = conn.info.dsn
+        self.password = conn.info.password
         self.grace = grace
         self.interval = interval
         self.blockers: list[tuple[Any, ...]] = []
@@ -166,12 +172,11 @@ class BlockerWatch:
     def _connect(self) -> psycopg.Connection:
         import psycopg
 
-        info = self.conn.info
-        return psycopg.connect(info.dsn, password=info.password or None, autocommit=True,
+        return psycopg.connect(self.dsn, password=self.password or None, autocommit=True,
                                application_name="fast-note-migrate lock watch")
 
     def _run(self) -> None:
-        if self._stop.wait(self.grace):
+        if self.grace == float("inf") or self._stop.wait(self.grace):
             return
         try:
             if self._watcher is None:
@@ -207,11 +212,13 @@ class ScriptFailed(Exception):
     """A script failed for good: ``error`` is the psycopg error; ``offset`` maps its
     position into the migration file (see ``commands._failure_logs``)."""
 
-    def __init__(self, error: Exception, offset: int, started: bool) -> None:
+    def __init__(self, error: Exception, offset: int, started: bool,
+                 line: int | None = None) -> None:
         super().__init__(str(error))
         self.error = error
         self.offset = offset
         self.started = started  # a started row was committed and is still unfinished
+        self.line = line  # the failing statement's line, when run statement by statement
 
 
 @dataclass
@@ -225,8 +232,11 @@ class Runner:
     def _retrying(self, label: str, attempt: Callable[[], None],
                   before_retry: Callable[[], None] | None = None) -> None:
         """Run ``attempt``; on 55P03 log the blockers, back off and run it again."""
-        grace = min(1.0, self.settings.lock_timeout / 2) if self.settings.lock_timeout else 1.0
-        watch = BlockerWatch(self.conn, grace)
+        timeout = self.settings.lock_timeout
+        # Watch only while a lock timeout can fire, and often enough to see the blocker
+        # before it does; without a lock timeout there is nothing to explain.
+        watch = BlockerWatch(self.conn, grace=min(1.0, timeout / 2) if timeout else float("inf"),
+                             interval=min(1.0, max(0.05, timeout / 5)))
         try:
             for retry in range(self.settings.lock_retries + 1):
                 with watch:
@@ -257,11 +267,14 @@ class Runner:
         starts clean. Raises ScriptFailed when it fails for good.
         """
         prefix = f"{self.settings.set_local()}{before};\n" if before else self.settings.set_local()
-        query = f"{prefix}{script}\n;\n{after}"
+        query = f"{prefix}{script}\n;\n{after}".encode()
         import psycopg
 
+        def attempt() -> None:
+            self.conn.execute(query)
+
         try:
-            self._retrying(label, lambda: self.conn.execute(query.encode()))
+            self._retrying(label, attempt)
         except psycopg.Error as exc:
             raise ScriptFailed(exc, len(prefix), started=False) from exc
 
@@ -277,26 +290,34 @@ class Runner:
         log.info("%s runs statement by statement outside a transaction (%d statements)",
                  label, len(statements))
         started = False
-        current = 0
+        current: Statement | None = None
         try:
             if before:
                 self.conn.execute(before.encode())
                 started = True
             self._set_session_timeouts()
             for statement in statements:
-                current = statement.offset
-                self._drop_invalid_index(statement)
-                self._retrying(f"{label} line {statement.line}",
-                               lambda s=statement: self.conn.execute(s.text.encode()),  # type: ignore[misc]
-                               before_retry=lambda s=statement: self._drop_invalid_index(s))  # type: ignore[misc]
-            current = 0
+                current = statement
+                self._statement(label, statement)
+            current = None
             self._reset_session_timeouts()
             self.conn.execute(after.encode())
         except psycopg.Error as exc:
             if not self.conn.closed and not self.conn.broken:
                 self._rollback_if_in_transaction()
                 self._reset_session_timeouts()
-            raise ScriptFailed(exc, -current, started=started) from exc
+            raise ScriptFailed(exc, -current.offset if current else 0, started=started,
+                               line=current.line if current else None) from exc
+
+    def _statement(self, label: str, statement: Statement) -> None:
+        def attempt() -> None:
+            self.conn.execute(statement.text.encode())
+
+        def before_retry() -> None:
+            self._drop_invalid_index(statement)
+
+        before_retry()
+        self._retrying(f"{label} (line {statement.line})", attempt, before_retry)
 
     def _set_session_timeouts(self) -> None:
         self.conn.execute(

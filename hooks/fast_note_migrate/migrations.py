@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -72,7 +73,7 @@ class Migration:
             ) from None
         except OSError as exc:
             raise ConfigError(
-                f"cannot read {self.script_path}: {exc.strerror.lower()}",
+                f"cannot read {self.script_path}: {(exc.strerror or str(exc)).lower()}",
                 hint="check the file's permissions: the migrator's user must be able to read it",
             ) from None
 
@@ -125,7 +126,7 @@ class MigrationsDir:
             return
         except OSError as exc:
             raise ConfigError(
-                f"cannot read the migrations folder {self.path}: {exc.strerror.lower()}",
+                f"cannot read the migrations folder {self.path}: {(exc.strerror or str(exc)).lower()}",
                 hint="check the folder's permissions: the migrator's user must be able to "
                 "list it and read its files",
             ) from None
@@ -141,12 +142,13 @@ class MigrationsDir:
     def list(self) -> list[Migration]:
         """Every sub-folder, ordered by name; a file is no migration."""
         self.check()
-        try:
-            entries = sorted(self.path.iterdir(), key=lambda p: p.name)
+        try:  # scandir: the entry types come with the listing, no stat per entry
+            with os.scandir(self.path) as scan:
+                names = sorted(entry.name for entry in scan if entry.is_dir())
         except OSError as exc:
             raise ConfigError(
-                f"cannot read the migrations folder {self.path}: {exc.strerror.lower()}",
+                f"cannot read the migrations folder {self.path}: {(exc.strerror or str(exc)).lower()}",
                 hint="check the folder's permissions: the migrator's user must be able to "
                 "list it and read its files",
             ) from None
-        return [Migration(p.name, p) for p in entries if p.is_dir()]
+        return [Migration(name, self.path / name) for name in names]

@@ -34,12 +34,20 @@ class MigrationState:
     def last_row(self) -> Row | None:
         return self.rows[-1] if self.rows else None
 
+    @property
+    def is_contract(self) -> bool:
+        """Marked ``-- fast-note-migrate: phase=contract`` (applied after the rollout)."""
+        from .phases import is_contract
+
+        return is_contract(self.local)
+
     def to_json(self) -> dict[str, object]:
         row = self.last_row
         return {
             "name": self.name,
             "state": self.state.value,
             "local": self.local is not None,
+            "phase": "contract" if self.is_contract else "expand",
             "rolled_back_before": self.was_rolled_back,
             "checksum": row.checksum if row else (self.local.checksum if self.local else None),
             "started_at": row.started_at.isoformat() if row else None,
@@ -86,6 +94,12 @@ class Report:
         return self.having(State.PENDING)
 
     @property
+    def required_pending(self) -> list[MigrationState]:
+        """Pending migrations the new image needs: all but the contract ones, which the
+        post-upgrade run applies once the new pods are out."""
+        return [m for m in self.pending if not m.is_contract]
+
+    @property
     def failed(self) -> list[MigrationState]:
         return self.having(State.FAILED)
 
@@ -101,13 +115,14 @@ class Report:
     def rolled_back(self) -> list[MigrationState]:
         return [m for m in self.items if m.was_rolled_back]
 
-    def exit_code(self, *, strict_missing: bool) -> ExitCode:
-        """Worst first: failed (4), drift (5), pending (3)."""
+    def exit_code(self, *, strict_missing: bool, contract_ok: bool = False) -> ExitCode:
+        """Worst first: failed (4), drift (5), pending (3; ``contract_ok``: pending contract
+        migrations do not count)."""
         if self.failed:
             return ExitCode.BLOCKED
         if self.edited or (strict_missing and self.missing_locally):
             return ExitCode.DRIFT
-        if self.pending:
+        if self.required_pending if contract_ok else self.pending:
             return ExitCode.NOT_UP_TO_DATE
         return ExitCode.OK
 

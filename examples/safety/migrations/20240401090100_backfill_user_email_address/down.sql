@@ -1,0 +1,1 @@
+-- Nothing to undo: the column goes away with the down.sql of the step before.

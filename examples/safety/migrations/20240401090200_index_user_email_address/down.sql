@@ -1,0 +1,1 @@
+DROP INDEX "User_emailAddress_key";

@@ -1,0 +1,1 @@
+ALTER TABLE "User" DROP CONSTRAINT "User_emailAddress_not_null";

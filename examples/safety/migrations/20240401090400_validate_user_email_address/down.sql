@@ -1,0 +1,1 @@
+-- Nothing to undo: a validated constraint is dropped by the down.sql of the step before.

@@ -1,0 +1,310 @@
+"""Safety lint: squawk's findings on the migrations, mapped to a policy.
+
+Destructive and locking operations (the rules in ``GUARDED``) block a deploy under
+``--lint-policy block`` and are logged under ``warn``; squawk's other advice is logged
+at debug level and never blocks. A migration acknowledges a finding with a comment on
+the line(s) just before the statement::
+
+    -- fast-note-migrate: allow ban-drop-column (contract step of the email rename)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from .errors import ConfigError
+from .execution import Statement, needs_split, split
+from .migrations import Migration
+
+log = logging.getLogger(__name__)
+
+
+class Policy(StrEnum):
+    BLOCK = "block"
+    WARN = "warn"
+    OFF = "off"
+
+
+# squawk rule -> why it is dangerous on a live database with old pods still serving.
+DESTRUCTIVE = {
+    "ban-drop-column": "drops a column old pods may still read or write",
+    "ban-drop-table": "drops a table old pods may still use",
+    "ban-drop-database": "drops a database",
+    "ban-truncate-cascade": "truncates tables through foreign keys",
+    "renaming-column": "renames a column old pods still use by its old name",
+    "renaming-table": "renames a table old pods still use by its old name",
+    "changing-column-type": "changes a column type: rewrites the table under an ACCESS "
+                            "EXCLUSIVE lock and may break old pods",
+    "adding-required-field": "adds a NOT NULL column without a default: old pods' inserts fail",
+    "ban-drop-not-null": "drops NOT NULL: old pods may not expect NULLs",
+}
+LOCKING = {
+    "require-concurrent-index-creation": "builds an index without CONCURRENTLY: blocks writes "
+                                         "to the table for the whole build",
+    "require-concurrent-index-deletion": "drops an index without CONCURRENTLY",
+    "require-concurrent-reindex": "reindexes without CONCURRENTLY",
+    "require-concurrent-partition-detach": "detaches a partition without CONCURRENTLY",
+    "adding-not-nullable-field": "SET NOT NULL scans the table under an ACCESS EXCLUSIVE lock",
+    "adding-field-with-default": "a volatile default rewrites the table",
+    "adding-foreign-key-constraint": "validates a foreign key while locking both tables",
+    "constraint-missing-not-valid": "validates a constraint while locking the table",
+    "disallowed-unique-constraint": "builds a unique index while locking the table",
+    "adding-serial-primary-key-field": "builds a primary key index while locking the table",
+    "ban-alter-domain-with-add-constraint": "validates a domain constraint everywhere",
+    "ban-concurrent-index-creation-in-transaction": "CONCURRENTLY cannot run in a transaction",
+    "transaction-nesting": "nested transaction control",
+    "ban-uncommitted-transaction": "leaves a transaction open",
+}
+GUARDED = {**DESTRUCTIVE, **LOCKING}
+# The migrator sets lock_timeout and statement_timeout itself (--statement-lock-timeout).
+EXCLUDED = ("require-lock-timeout", "require-statement-timeout", "require-timeout-settings")
+# Rules about an existing table: harmless when the table is created earlier in the same
+# deploy (nothing uses it yet).
+_TABLE_RULES = frozenset(GUARDED) - {"ban-drop-database", "ban-truncate-cascade",
+                                     "ban-concurrent-index-creation-in-transaction",
+                                     "transaction-nesting", "ban-uncommitted-transaction"}
+
+_ACK = re.compile(r"^\s*--\s*fast-note-migrate:\s*allow\s+(?P<rules>[\w-]+(?:\s*,\s*[\w-]+)*)"
+                  r"\s*(?:\((?P<reason>.*)\))?\s*$", re.IGNORECASE)
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QUALIFIED = rf"(?:{_IDENT}\s*\.\s*)?(?P<table>{_IDENT})"
+_TARGETS = (
+    re.compile(rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}",
+               re.IGNORECASE),
+    re.compile(rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?"
+               rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENT}\s+)?ON\s+(?:ONLY\s+)?{_QUALIFIED}",
+               re.IGNORECASE),
+)
+_CREATES_TABLE = re.compile(
+    rf"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:UNLOGGED\s+|TEMP\s+|TEMPORARY\s+)?TABLE\s+"
+    rf"(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}",
+    re.IGNORECASE,
+)
+INSTALL_HINT = ("install the linter: pip install 'fast-note-migrate' brings squawk-cli "
+                "(or pip install squawk-cli); or turn the lint off with --lint-policy off")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One squawk finding in one migration, with what the policy makes of it."""
+
+    migration: str
+    path: Path
+    line: int  # 1-based
+    rule: str
+    message: str
+    acknowledged: str | None = None  # the acknowledgment's reason ("" without one)
+    new_table: str | None = None  # set when the table is created earlier in this deploy
+
+    @property
+    def kind(self) -> str:
+        if self.rule in DESTRUCTIVE:
+            return "destructive"
+        if self.rule == "syntax-error":
+            return "unparsed"  # squawk's parser gave up: the statement is not checked
+        return "locking" if self.rule in LOCKING else "advice"
+
+    @property
+    def guarded(self) -> bool:
+        """Subject to the policy: dangerous, not acknowledged, not on a new table."""
+        return (self.kind in ("destructive", "locking") and self.acknowledged is None
+                and self.new_table is None)
+
+    def location(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def describe(self) -> str:
+        why = GUARDED.get(self.rule, "")
+        return f"{self.location()}: {self.rule}: {self.message}" + (f" ({why})" if why else "")
+
+
+def squawk_binary() -> str | None:
+    """squawk from this Python's scripts folder (a venv need not be on PATH), or PATH."""
+    beside = Path(sys.executable).parent / "squawk"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("squawk")
+
+
+def _unquote(identifier: str) -> str:
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier.lower()
+
+
+def _run_squawk(binary: str, paths: list[Path], in_transaction: bool,
+                pg_version: str | None) -> list[dict[str, object]]:
+    if not paths:
+        return []
+    command = [binary, "--reporter", "json", "--exclude", ",".join(EXCLUDED),
+               "--no-error-on-unmatched-pattern"]
+    if in_transaction:
+        command.append("--assume-in-transaction")
+    if pg_version:
+        command.append(f"--pg-version={pg_version}")
+    command += [str(p) for p in paths]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"could not run squawk ({binary}): {exc}", hint=INSTALL_HINT) from None
+    try:
+        found = json.loads(done.stdout or "[]")
+    except json.JSONDecodeError:
+        found = None
+    if done.returncode not in (0, 1) or not isinstance(found, list):
+        detail = (done.stderr or done.stdout).strip().splitlines()[:3]
+        raise ConfigError(f"squawk failed (exit {done.returncode}): {' '.join(detail)}",
+                          hint="run the same lint with -v; check the migration's SQL")
+    return found
+
+
+class _Script:
+    """A migration's lines and statements, to find acknowledgments and targets."""
+
+    def __init__(self, migration: Migration) -> None:
+        self.migration = migration
+        self.text = migration.executable_sql()
+        self.lines = self.text.splitlines()
+
+    @cached_property
+    def statements(self) -> list[Statement]:
+        return split(self.text)
+
+    def statement_at(self, line: int) -> tuple[int, str]:
+        """The first line and code of the statement that contains ``line``."""
+        best = (line, "")
+        for statement in self.statements:
+            if statement.line <= line:
+                best = (statement.line, statement.code)
+        return best
+
+    def acknowledgment(self, first_line: int, rule: str) -> str | None:
+        """The reason of an ``allow RULE`` comment in the comment block above the line."""
+        index = first_line - 2
+        while index >= 0 and self.lines[index].lstrip().startswith("--"):
+            match = _ACK.match(self.lines[index])
+            if match:
+                rules = {r.strip().lower() for r in match.group("rules").split(",")}
+                if rule in rules or "all" in rules:
+                    return (match.group("reason") or "").strip()
+            index -= 1
+        return None
+
+    def created_tables(self) -> set[str]:
+        return {_unquote(m.group("table")) for s in self.statements
+                if (m := _CREATES_TABLE.match(s.code))}
+
+
+def _target_table(code: str) -> str | None:
+    for pattern in _TARGETS:
+        match = pattern.match(code)
+        if match:
+            return _unquote(match.group("table"))
+    return None
+
+
+def _findings(scripts: list[_Script], raw: list[dict[str, object]],
+              new_tables: bool) -> list[Finding]:
+    created_before: dict[str, str] = {}  # table -> migration that creates it
+    created_by: dict[str, set[str]] = {s.migration.name: s.created_tables() for s in scripts}
+    findings: list[Finding] = []
+    raw_by_path: dict[Path, list[dict[str, object]]] = {}
+    for item in raw:  # squawk normalizes the paths it was given (./a -> a): compare resolved
+        raw_by_path.setdefault(Path(str(item.get("file"))).resolve(), []).append(item)
+    known = {s.migration.script_path.resolve() for s in scripts}
+    for path in set(raw_by_path) - known:
+        log.warning("squawk reported on %s, which is not a linted migration: ignored", path)
+    for script in scripts:  # in name order, so "created earlier" is meaningful
+        for item in raw_by_path.get(script.migration.script_path.resolve(), []):
+            rule = str(item.get("rule_name", ""))
+            line = int(str(item.get("line", 0))) + 1  # squawk counts lines from 0
+            first, code = script.statement_at(line)
+            new_table = None
+            table = _target_table(code) if rule in _TABLE_RULES else None
+            if new_tables and table in created_before:
+                new_table = table
+            findings.append(Finding(
+                script.migration.name, script.migration.script_path, line, rule,
+                str(item.get("message", "")), script.acknowledgment(first, rule), new_table))
+        for table in created_by[script.migration.name]:
+            created_before.setdefault(table, script.migration.name)
+    return findings
+
+
+def run(migrations: list[Migration], *, new_tables: bool = True,
+        pg_version: str | None = None, required: bool = False) -> list[Finding] | None:
+    """squawk's findings on ``migrations`` (in name order), or None without squawk.
+
+    ``new_tables``: a finding about a table created by an earlier migration of the same
+    list is harmless (for a deploy's pending list; not for ``lint --all``).
+    """
+    binary = squawk_binary()
+    if binary is None:
+        if required:
+            raise ConfigError("the lint policy is block but squawk is not installed",
+                              hint=INSTALL_HINT)
+        return None
+    scripts = [_Script(m) for m in migrations]
+    split_paths = [s.migration.script_path for s in scripts if needs_split(s.text)]
+    wrapped = [s.migration.script_path for s in scripts
+               if s.migration.script_path not in split_paths]
+    raw = (_run_squawk(binary, wrapped, True, pg_version)
+           + _run_squawk(binary, split_paths, False, pg_version))
+    return _findings(scripts, raw, new_tables)
+
+
+def report(findings: list[Finding], policy: Policy) -> list[Finding]:
+    """Log every finding by what the policy makes of it; return the blocking ones."""
+    guarded = [f for f in findings if f.guarded]
+    for f in findings:
+        if f.kind == "advice":
+            log.debug("lint advice: %s: %s: %s", f.location(), f.rule, f.message)
+        elif f.kind == "unparsed":
+            log.warning("lint: squawk could not parse %s (%s): that statement is not checked",
+                        f.location(), f.message)
+        elif f.new_table is not None:
+            log.info("lint: %s: %s on table %s, created earlier in this deploy: fine",
+                     f.location(), f.rule, f.new_table)
+        elif f.acknowledged is not None:
+            log.info("lint: %s: %s acknowledged by the migration%s", f.location(), f.rule,
+                     f": {f.acknowledged}" if f.acknowledged else " (no reason given)")
+        elif policy is Policy.WARN:
+            log.warning("lint: %s", f.describe())
+    return guarded if policy is Policy.BLOCK else []
+
+
+def blocked_error(blocking: list[Finding]) -> ConfigError:
+    listed = "\n".join(f"  {f.describe()}" for f in blocking)
+    return ConfigError(
+        f"the lint policy is block and {len(blocking)} destructive or locking operation(s) "
+        f"were found; nothing was changed:\n{listed}",
+        hint="split the change into expand/contract steps (docs/safe-migrations.md), or if "
+        "it is intended, acknowledge it with a comment on the line before the statement: "
+        f"-- fast-note-migrate: allow {blocking[0].rule} (why it is safe)",
+    )
+
+
+def check(migrations: list[Migration], policy: Policy, *, new_tables: bool = True,
+          pg_version: str | None = None) -> list[Finding]:
+    """Lint before a deploy: raise ConfigError (exit 2) when the policy blocks."""
+    if policy is Policy.OFF or not migrations:
+        return []
+    found = run(migrations, new_tables=new_tables, pg_version=pg_version,
+                required=policy is Policy.BLOCK)
+    if found is None:
+        log.warning("squawk is not installed: the migrations are not linted (%s)",
+                    INSTALL_HINT)
+        return []
+    blocking = report(found, policy)
+    if blocking:
+        raise blocked_error(blocking)
+    return found

@@ -64,6 +64,12 @@ class TestDeployment:
             "2m",
             "--lint-policy",
             "warn",
+            "--statement-lock-timeout",
+            "5s",
+            "--statement-timeout",
+            "0",
+            "--lock-retries",
+            "3",
         ]
         assert env_value(migrate, "MIGRATIONS_DIR") == "/migrations"
         assert {"name": "migrations", "mountPath": "/migrations", "readOnly": True} in migrate[

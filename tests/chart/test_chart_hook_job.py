@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .render import (
+    NAMESPACE,
     annotations,
     component,
     container,
@@ -22,6 +23,16 @@ def _hook_job(docs):
             d
             for d in component(docs, "Job", "migration")
             if d["metadata"]["name"] == "fast-note-migrate"
+        ]
+    )
+
+
+def _contract_job(docs):
+    return only(
+        [
+            d
+            for d in component(docs, "Job", "migration")
+            if d["metadata"]["name"] == "fast-note-migrate-contract"
         ]
     )
 
@@ -54,10 +65,27 @@ class TestHookJob:
             "1m",
             "--lint-policy",
             "block",
+            "--statement-lock-timeout",
+            "5s",
+            "--statement-timeout",
+            "0",
+            "--lock-retries",
+            "3",
         ]
         assert env_value(migrate, "MIGRATE_LOG_FORMAT") == "json"
         assert env_value(migrate, "MIGRATIONS_DIR") == "/migrations"
         assert [c["name"] for c in spec["initContainers"]] == ["copy-migrations"]
+
+    def test_should_pass_the_statement_timeouts_and_lock_retries(self, helm):
+        values = strategy_values(
+            "hook", statementLockTimeout="200ms", statementTimeout="10m", lockRetries=0
+        )
+        spec = _hook_job(render_chart(values, helm=helm))["spec"]["template"]["spec"]
+        args = container(spec, "migrate")["args"]
+        assert args[args.index("--statement-lock-timeout") + 1] == "200ms"
+        assert args[args.index("--statement-timeout") + 1] == "10m"
+        assert args[args.index("--lock-retries") + 1] == "0"
+        assert "--lint-policy" not in args  # "" keeps the migrator's default
 
     def test_should_bound_the_job_in_time_and_retries(self, helm):
         values = strategy_values("hook", job={"backoffLimit": 1, "activeDeadlineSeconds": 300})
@@ -148,32 +176,66 @@ class TestContractHookJob:
         )
 
     def test_should_run_the_contract_phase_after_the_upgrade(self, helm):
-        docs = self._docs(helm, weight=3)
-        job = only(
-            [
-                d
-                for d in component(docs, "Job", "migration")
-                if d["metadata"]["name"] == "fast-note-migrate-contract"
-            ]
-        )
+        job = _contract_job(self._docs(helm, weight=3))
         assert annotations(job)["helm.sh/hook"] == "post-install,post-upgrade"
         assert annotations(job)["helm.sh/hook-weight"] == "3"
         args = container(job["spec"]["template"]["spec"], "migrate-contract")["args"]
         assert args[args.index("--phase") + 1] == "contract"
+
+    def test_should_wait_for_the_rollout_of_the_app_deployment(self, helm):
+        docs = self._docs(helm, rolloutTimeout="7m")
+        job = _contract_job(docs)
+        args = container(job["spec"]["template"]["spec"], "migrate-contract")["args"]
+        deployment_name = only([d for d in docs if d["kind"] == "Deployment"])["metadata"]["name"]
+        assert args[args.index("--wait-for-rollout") + 1] == deployment_name
+        assert args[args.index("--namespace") + 1] == NAMESPACE
+        assert args[args.index("--rollout-timeout") + 1] == "7m"
+
+    def test_should_apply_the_same_safety_settings_as_the_pre_hook(self, helm):
+        docs = render_chart(
+            strategy_values(
+                "hook",
+                contract={"enabled": True},
+                lintPolicy="block",
+                statementLockTimeout="1s",
+                statementTimeout="30m",
+                lockRetries=5,
+            ),
+            helm=helm,
+        )
+        pre = container(_hook_job(docs)["spec"]["template"]["spec"], "migrate")["args"]
+        post = container(_contract_job(docs)["spec"]["template"]["spec"], "migrate-contract")[
+            "args"
+        ]
+        for flag in ("--lint-policy", "--statement-lock-timeout", "--statement-timeout"):
+            assert post[post.index(flag) + 1] == pre[pre.index(flag) + 1], flag
+        assert post[post.index("--lock-retries") + 1] == "5"
+
+    def test_should_use_its_own_service_account_with_a_token(self, helm):
+        spec = _contract_job(self._docs(helm))["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == "fast-note-migrate-contract"
+        assert spec["automountServiceAccountToken"] is True
 
     def test_should_make_the_pre_hook_expand_only(self, helm):
         job = _hook_job(self._docs(helm))
         args = container(job["spec"]["template"]["spec"], "migrate")["args"]
         assert args[args.index("--phase") + 1] == "expand"
 
-    def test_should_keep_support_objects_for_the_post_hook(self, helm):
+    def test_should_keep_the_secret_copy_for_the_post_hook(self, helm):
         docs = self._docs(helm)
-        for kind in ("ServiceAccount", "Secret"):
-            obj = only(component(docs, kind, "migration"))
-            assert (
-                annotations(obj)["helm.sh/hook"]
-                == "pre-install,pre-upgrade,post-install,post-upgrade"
-            )
+        secret = only(component(docs, "Secret", "migration"))
+        assert (
+            annotations(secret)["helm.sh/hook"]
+            == "pre-install,pre-upgrade,post-install,post-upgrade"
+        )
+        sa = only(
+            [
+                d
+                for d in component(docs, "ServiceAccount", "migration")
+                if d["metadata"]["name"] == "fast-note-migration"
+            ]
+        )
+        assert annotations(sa)["helm.sh/hook"] == "pre-install,pre-upgrade"
 
     def test_should_be_off_by_default(self, helm):
         names = [d["metadata"]["name"] for d in render_chart(db(), helm=helm)]

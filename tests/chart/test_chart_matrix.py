@@ -8,6 +8,7 @@ import re
 import pytest
 
 from .render import (
+    API_POD,
     CI_VALUES_FILES,
     DB_URL,
     STRATEGIES,
@@ -25,10 +26,16 @@ MATRIX = [(s, f) for s in STRATEGIES for f in VALUES_FILES]
 
 
 def _values_for(strategy: str, values_file) -> dict:
+    """The environment file switched to ``strategy``, as a user would switch it: the contract
+    hook exists only with strategy hook (the combination fails at render otherwise, tested in
+    test_chart_render_failures), so it is turned off for the other strategies."""
     text = values_file.read_text()
     has_db = "url:" in text or "existingSecret:" in text
+    migration: dict = {"strategy": strategy}
+    if strategy != "hook":
+        migration["contract"] = {"enabled": False}
     return {
-        "migration": {"strategy": strategy},
+        "migration": migration,
         **({} if has_db else {"database": {"url": DB_URL}}),
     }
 
@@ -60,6 +67,15 @@ class TestStrategyMatrix:
             _values_for(strategy, values_file), helm=helm, values_files=[values_file]
         )
         assert list(pod_specs(docs)), "no pod rendered"
+        assert all_violations(docs) == []
+
+    @pytest.mark.parametrize("values_file", VALUES_FILES, ids=[f.stem for f in VALUES_FILES])
+    def test_should_meet_restricted_pod_security_with_the_contract_hook(self, helm, values_file):
+        values = _values_for("hook", values_file)
+        values["migration"]["contract"] = {"enabled": True}
+        docs = render_chart(values, helm=helm, values_files=[values_file])
+        assert API_POD in dict(pod_specs(docs))
+        assert {"Role", "RoleBinding"} <= {d["kind"] for d in docs}
         assert all_violations(docs) == []
 
     @pytest.mark.parametrize("values_file", CI_VALUES_FILES, ids=[f.stem for f in CI_VALUES_FILES])
@@ -106,6 +122,24 @@ class TestStrategyMatrix:
                 assert image.split(":")[0] in ("fast-note", "fast-note-migrate")
 
 
+class TestEnvironmentFiles:
+    @pytest.mark.parametrize(
+        ("env", "policy"), [("dev", "warn"), ("prod", "block")], ids=["dev", "prod"]
+    )
+    def test_should_set_the_lint_policy_per_environment(self, helm, env, policy):
+        values_file = next(f for f in VALUES_FILES if f.stem == env)
+        docs = render_chart(helm=helm, values_files=[values_file])
+        migrate = [
+            c for _, spec in pod_specs(docs) for c in containers(spec) if c["name"] == "migrate"
+        ]
+        assert len(migrate) == 1
+        args = migrate[0]["args"]
+        assert args[0] == "deploy"
+        assert args[args.index("--lint-policy") + 1] == policy
+        assert args[args.index("--statement-lock-timeout") + 1] == "5s"
+        assert args[args.index("--lock-retries") + 1] == "3"
+
+
 class TestPodSecurityChecker:
     """The checker used above must notice what it is meant to catch."""
 
@@ -137,3 +171,14 @@ class TestPodSecurityChecker:
         assert "hostNetwork" in problems
         assert "/tmp is not an emptyDir" in problems
         assert "no protocol: TCP" in problems
+
+    def test_should_flag_an_api_token_on_any_pod_but_the_contract_job(self):
+        spec = {"automountServiceAccountToken": True, "serviceAccountName": "fast-note"}
+        assert "Job/fast-note-migrate: automountServiceAccountToken is not false" in (
+            pss_restricted_violations("Job/fast-note-migrate", spec)
+        )
+        assert f"{API_POD}: automountServiceAccountToken is not false" in (
+            pss_restricted_violations(API_POD, spec)
+        )
+        contract = {**spec, "serviceAccountName": "fast-note-migrate-contract"}
+        assert pss_restricted_violations(API_POD, contract) == []

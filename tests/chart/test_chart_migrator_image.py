@@ -26,6 +26,13 @@ class TestMigratorImage:
         assert "COPY hooks" not in final and "gcc" not in final and "build-essential" not in final
         assert "pip wheel" in STAGES[0]
 
+    def test_should_install_the_kubernetes_extra_for_the_contract_job(self):
+        """`deploy --wait-for-rollout` (the contract Job) needs the kubernetes client."""
+        assert "'.[kubernetes]'" in STAGES[0]
+        assert "'fast-note-migrate[kubernetes]'" in STAGES[1]
+        pyproject = (ROOT / "pyproject.toml").read_text()
+        assert re.search(r"^\[project\.optional-dependencies\]\nkubernetes = \[", pyproject, re.M)
+
     def test_should_run_as_the_uid_the_chart_expects(self):
         assert re.search(r"^USER 10001:10001$", STAGES[1], re.M)
         values = (ROOT / "charts" / "fast-note" / "values.yaml").read_text()

@@ -50,6 +50,11 @@ class TestNotes:
             strategy_values("hook", wait={"enabled": False})
         )
 
+    def test_should_say_the_contract_job_waits_for_the_rollout(self):
+        notes = _notes(strategy_values("hook", contract={"enabled": True, "rolloutTimeout": "8m"}))
+        assert "once deployment/fast-note has rolled out (up to 8m)" in notes
+        assert "job/fast-note-migrate-contract -c migrate-contract" in notes
+
     def test_should_say_nothing_migrates_with_none(self):
         notes = _notes(strategy_values("none"))
         assert "Nothing touches the database" in notes

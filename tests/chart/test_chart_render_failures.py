@@ -31,6 +31,16 @@ CASES = [
         "migration.contract.enabled=true runs as a post-upgrade hook: set migration.strategy=hook",
     ),
     (
+        {
+            "database": {"url": DB_URL},
+            "migration": {
+                "contract": {"enabled": True, "rolloutTimeout": "15m"},
+                "job": {"activeDeadlineSeconds": 900},
+            },
+        },
+        "migration.contract.rolloutTimeout (15m) must be below migration.job.activeDeadlineSeconds",
+    ),
+    (
         {"database": {"url": DB_URL}, "config": {"existingConfigMap": "c", "data": {"A": "1"}}},
         "config.existingConfigMap and config.data are both set",
     ),

@@ -103,6 +103,11 @@ class TestValuesSchema:
         assert strategy["enum"] == ["hook", "initContainer", "job", "none"]
         assert strategy["default"] == "hook"
 
+    def test_should_enumerate_the_lint_policies(self):
+        policy = NODES["migration.lintPolicy"]
+        assert policy["enum"] == ["", "block", "warn", "off"]
+        assert policy["default"] == ""
+
 
 class TestSchemaRejectsBadValues:
     @pytest.mark.parametrize(
@@ -121,6 +126,14 @@ class TestSchemaRejectsBadValues:
                 "/migration/job/ttlSecondsAfterFinished",
             ),
             ({"migration": {"logFormat": "xml"}}, "value must be one of 'text', 'json'"),
+            (
+                {"migration": {"lintPolicy": "strict"}},
+                "value must be one of '', 'block', 'warn', 'off'",
+            ),
+            ({"migration": {"statementLockTimeout": "5"}}, "/migration/statementLockTimeout"),
+            ({"migration": {"statementTimeout": "1 hour"}}, "/migration/statementTimeout"),
+            ({"migration": {"lockRetries": -1}}, "/migration/lockRetries"),
+            ({"migration": {"contract": {"rolloutTimeout": "ten"}}}, "/migration/contract"),
             ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ],
     )

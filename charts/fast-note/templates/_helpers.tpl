@@ -142,7 +142,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* Helm hook events of the migration support objects (ServiceAccount, Secret copy): every event a migration hook Job runs on. */}}
+{{/* Helm hook events of the migration Secret copy: every event a migration hook Job runs on (the contract Job reads it too). */}}
 {{- define "fast-note.migration.hookEvents" -}}
 {{- if .Values.migration.contract.enabled -}}pre-install,pre-upgrade,post-install,post-upgrade{{- else -}}pre-install,pre-upgrade{{- end -}}
 {{- end -}}
@@ -156,10 +156,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- sub $w 5 -}}
 {{- end -}}
 
-{{/* Annotations that make a migration support object a hook when the migration Job is one (empty otherwise). */}}
+{{/* Annotations that make a migration support object a hook when the migration Job is one (empty otherwise): (dict "root" $ "events" "pre-install,pre-upgrade"); events default to hookEvents. */}}
 {{- define "fast-note.migration.supportHookAnnotations" -}}
+{{- $events := .events | default (include "fast-note.migration.hookEvents" .root) -}}
+{{- with .root }}
 {{- if eq .Values.migration.strategy "hook" }}
-helm.sh/hook: {{ include "fast-note.migration.hookEvents" . }}
+helm.sh/hook: {{ $events }}
 helm.sh/hook-weight: {{ include "fast-note.migration.supportWeight" . | quote }}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end }}
@@ -167,6 +169,7 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 argocd.argoproj.io/hook: PreSync
 argocd.argoproj.io/hook-delete-policy: BeforeHookCreation
 argocd.argoproj.io/sync-wave: {{ include "fast-note.migration.supportWeight" . | quote }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -195,6 +198,48 @@ argocd.argoproj.io/sync-wave: {{ .weight | quote }}
 - --lint-policy
 - {{ . | quote }}
 {{- end }}
+- --statement-lock-timeout
+- {{ $m.statementLockTimeout | quote }}
+- --statement-timeout
+- {{ $m.statementTimeout | quote }}
+- --lock-retries
+- {{ $m.lockRetries | quote }}
+{{- end -}}
+
+{{/* Arguments the contract run adds to deployArgs: wait for the app Deployment's rollout (in the release namespace) before applying. */}}
+{{- define "fast-note.migration.contractArgs" -}}
+- --wait-for-rollout
+- {{ include "fast-note.fullname" . | quote }}
+- --namespace
+- {{ .Release.Namespace | quote }}
+- --rollout-timeout
+- {{ .Values.migration.contract.rolloutTimeout | quote }}
+{{- end -}}
+
+{{/* ServiceAccount of the contract Job: the only one in the chart with an API token (read-only RBAC to watch the rollout). */}}
+{{- define "fast-note.migration.contractServiceAccountName" -}}
+{{- include "fast-note.componentName" (dict "root" . "suffix" "migrate-contract") -}}
+{{- end -}}
+
+{{/* Annotations of the contract Job's ServiceAccount, Role and RoleBinding: post-install/post-upgrade hooks 5 below the contract Job's weight. */}}
+{{- define "fast-note.migration.contractSupportAnnotations" -}}
+{{- $w := sub (int .Values.migration.contract.weight) 5 -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: {{ $w | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- include "fast-note.migration.argocdAnnotations" (dict "root" . "phase" "PostSync" "weight" $w) }}
+{{- end -}}
+
+{{/* A duration value (500ms, 30s, 5m, 1h, or 0) in whole seconds, rounded up. */}}
+{{- define "fast-note.durationSeconds" -}}
+{{- $d := toString . -}}
+{{- $n := regexFind "^[0-9]+" $d | int -}}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" $d) $d -}}
+{{- if eq $unit "ms" -}}{{ div (add $n 999) 1000 }}
+{{- else if eq $unit "m" -}}{{ mul $n 60 }}
+{{- else if eq $unit "h" -}}{{ mul $n 3600 }}
+{{- else -}}{{ $n }}
+{{- end -}}
 {{- end -}}
 
 {{/* Phase the pre-deploy migration runs: expand when a contract hook follows, all otherwise. */}}

@@ -107,12 +107,12 @@ securityContext:
       mountPath: /tmp
 {{- end -}}
 
-{{/* Pod spec of a migrator pod (hook Job, plain Job, contract Job, test Pod): (dict "root" $ "name" "migrate" "args" (list ...) "serviceAccountName" "..." "secretName" "..." "restartPolicy" "Never"). */}}
+{{/* Pod spec of a migrator pod (hook Job, plain Job, contract Job, test Pod): (dict "root" $ "name" "migrate" "args" (list ...) "serviceAccountName" "..." "secretName" "..." "restartPolicy" "Never" "apiToken" false); apiToken mounts the ServiceAccount token (the contract Job only). */}}
 {{- define "fast-note.migration.podSpec" -}}
 {{- $root := .root -}}
 restartPolicy: {{ default "Never" .restartPolicy }}
 serviceAccountName: {{ .serviceAccountName | quote }}
-automountServiceAccountToken: false
+automountServiceAccountToken: {{ .apiToken | default false }}
 enableServiceLinks: false
 {{ include "fast-note.podCommon" $root | trim }}
 initContainers:
@@ -122,7 +122,7 @@ containers:
 {{ include "fast-note.volumes" (dict "root" $root "migrations" true) }}
 {{- end -}}
 
-{{/* Spec of a migration Job: (dict "root" $ "name" "migrate" "args" (list ...) "component" "migration"). */}}
+{{/* Spec of a migration Job: (dict "root" $ "name" "migrate" "args" (list ...) "component" "migration" "serviceAccountName" "..." "apiToken" false); the ServiceAccount defaults to the migration one. */}}
 {{- define "fast-note.migration.jobSpec" -}}
 {{- $root := .root -}}
 {{- $job := $root.Values.migration.job -}}
@@ -155,7 +155,8 @@ template:
       {{- toYaml . | nindent 6 }}
     {{- end }}
   spec:
-    {{- include "fast-note.migration.podSpec" (dict "root" $root "name" .name "args" .args "serviceAccountName" (include "fast-note.migration.serviceAccountName" $root) "secretName" (include "fast-note.migration.secretName" $root)) | nindent 4 }}
+    {{- $sa := .serviceAccountName | default (include "fast-note.migration.serviceAccountName" $root) }}
+    {{- include "fast-note.migration.podSpec" (dict "root" $root "name" .name "args" .args "serviceAccountName" $sa "secretName" (include "fast-note.migration.secretName" $root) "apiToken" .apiToken) | nindent 4 }}
 {{- end -}}
 
 {{/* Metadata annotations of a migration Job: (dict "root" $ "base" "<yaml>"): the chart's hook annotations with migration.job.annotations merged on top. */}}

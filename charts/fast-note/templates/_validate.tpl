@@ -14,6 +14,9 @@
 {{- if and $m.contract.enabled (ne $m.strategy "hook") -}}
 {{- fail (printf "fast-note: migration.contract.enabled=true runs as a post-upgrade hook: set migration.strategy=hook, or migration.contract.enabled=false (strategy is %s)" $m.strategy) -}}
 {{- end -}}
+{{- if and $m.contract.enabled (ge (int (include "fast-note.durationSeconds" $m.contract.rolloutTimeout)) (int $m.job.activeDeadlineSeconds)) -}}
+{{- fail (printf "fast-note: migration.contract.rolloutTimeout (%s) must be below migration.job.activeDeadlineSeconds (%d s), or the Job is killed while it waits for the rollout: lower rolloutTimeout or raise activeDeadlineSeconds" $m.contract.rolloutTimeout (int $m.job.activeDeadlineSeconds)) -}}
+{{- end -}}
 {{- if and (not $m.serviceAccount.create) $m.serviceAccount.annotations -}}
 {{- fail "fast-note: migration.serviceAccount.annotations only apply to a ServiceAccount the chart creates: set migration.serviceAccount.create=true or drop the annotations" -}}
 {{- end -}}

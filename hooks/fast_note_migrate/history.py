@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -14,6 +13,15 @@ if TYPE_CHECKING:
     import psycopg
 
 TABLE = "_prisma_migrations"
+
+
+def _new_id() -> str:
+    """A random UUID v4 as Prisma writes it (uuid, which imports platform, is imported
+    only when a row is written: not on a no-op deploy, status or wait)."""
+    import uuid
+
+    return str(uuid.uuid4())
+
 
 CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -65,6 +73,7 @@ class History:
         self.conn = conn
         self.schema = schema
         self.table = sql.Identifier(schema, TABLE)
+        self._started: dict[str, str] = {}  # migration name -> id of its insert_started row
 
     def _q(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(table=self.table, **parts)
@@ -108,19 +117,26 @@ class History:
 
     def insert_started(self, name: str, checksum: str) -> sql.Composed:
         """The INSERT Prisma does before running a script (returned, not executed)."""
+        row_id = self._started[name] = _new_id()
         return self._q(
             "INSERT INTO {table} (id, checksum, migration_name, started_at, applied_steps_count)"
             " VALUES ({id}, {checksum}, {name}, clock_timestamp(), 0)",
-            id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+            id=sql.Literal(row_id), checksum=sql.Literal(checksum),
             name=sql.Literal(name))
 
     def mark_finished(self, name: str) -> sql.Composed:
-        """The UPDATE Prisma does after a script succeeded (returned, not executed)."""
+        """The UPDATE Prisma does after a script succeeded (returned, not executed).
+
+        It finds the row by the id of ``insert_started``: the table has no index on
+        migration_name, and a scan per migration made a long deploy quadratic."""
+        row_id = self._started.get(name)
+        where = (self._q("id = {id}", id=sql.Literal(row_id)) if row_id is not None
+                 else self._q("migration_name = {name}", name=sql.Literal(name)))
         return self._q(
             "UPDATE {table} SET finished_at = clock_timestamp(),"
             " applied_steps_count = applied_steps_count + 1"
-            " WHERE migration_name = {name} AND finished_at IS NULL AND rolled_back_at IS NULL",
-            name=sql.Literal(name))
+            " WHERE {where} AND finished_at IS NULL AND rolled_back_at IS NULL",
+            where=where)
 
     def record_failure(self, name: str, checksum: str, logs: str, started: bool) -> None:
         """Write the failed row: update the started one, or insert it if it rolled back."""
@@ -133,7 +149,7 @@ class History:
         self.conn.execute(self._q(
             "INSERT INTO {table} (id, checksum, migration_name, logs, applied_steps_count)"
             " VALUES ({id}, {checksum}, {name}, {logs}, 0)",
-            id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+            id=sql.Literal(_new_id()), checksum=sql.Literal(checksum),
             name=sql.Literal(name), logs=sql.Literal(logs)))
 
     def mark_applied_without_running(self, name: str, checksum: str) -> None:
@@ -144,7 +160,7 @@ class History:
                 "INSERT INTO {table} (id, checksum, migration_name, logs, started_at,"
                 " finished_at, applied_steps_count)"
                 " VALUES ({id}, {checksum}, {name}, '', now(), now(), 0)",
-                id=sql.Literal(str(uuid.uuid4())), checksum=sql.Literal(checksum),
+                id=sql.Literal(_new_id()), checksum=sql.Literal(checksum),
                 name=sql.Literal(name)))
 
     def mark_rolled_back(self, name: str) -> int:

@@ -1,0 +1,216 @@
+"""Helpers of the end-to-end tests: kubectl, helm, the app images and the database.
+
+The tests run against the local control plane (``tools/kube/cluster.py``) by default; with
+``FAST_NOTE_E2E_KUBECONFIG`` they run against that cluster instead (see docs/e2e.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tools.kube import images
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "fast-note"
+TOOLS = REPO / ".tools" / "bin"
+KUBECTL = TOOLS / "kubectl"
+EXAMPLES = images.EXAMPLE_MIGRATIONS
+HELMS = {"helm3": TOOLS / "helm3", "helm4": TOOLS / "helm4"}
+Json = dict[str, Any]
+
+
+def example_migrations() -> list[str]:
+    """The example migration folder names, oldest first."""
+    return sorted(p.name for p in EXAMPLES.iterdir() if (p / "migration.sql").is_file())
+
+
+@dataclass
+class Result:
+    argv: Sequence[str | Path]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def __str__(self) -> str:
+        command = " ".join(map(str, self.argv))
+        return (f"$ {command}\n(exit {self.returncode} after {self.seconds:.1f} s)\n"
+                f"{self.stdout}{self.stderr}")
+
+
+def run(argv: Sequence[str | Path], env: dict[str, str] | None = None, check: bool = True,
+        timeout: float = 600, input: str | None = None) -> Result:
+    t0 = time.monotonic()
+    proc = subprocess.run(list(map(str, argv)), env=env, capture_output=True, text=True,
+                          timeout=timeout, input=input)
+    result = Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+    print(f"$ {' '.join(map(str, argv))}  -> exit {proc.returncode} in {result.seconds:.1f} s")
+    if check and not result.ok:
+        raise AssertionError(str(result))
+    return result
+
+
+@dataclass
+class Kube:
+    """kubectl against the test cluster, in one namespace."""
+
+    kubeconfig: Path
+    namespace: str
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> Result:
+        return run([KUBECTL, "-n", self.namespace, *args], env=self.env(), check=check,
+                   input=input)
+
+    def get(self, kind: str, name: str = "", selector: str = "") -> Json:
+        args = ["get", kind, *([name] if name else []), "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        obj: Json = json.loads(self.kubectl(*args).stdout)
+        return obj
+
+    def items(self, kind: str, selector: str = "") -> list[Json]:
+        return list(self.get(kind, selector=selector)["items"])
+
+    def apply(self, manifest: str) -> None:
+        self.kubectl("apply", "-f", "-", input=manifest)
+
+    def app_pods(self, release: str) -> list[Json]:
+        pods = self.items("pods", f"app.kubernetes.io/instance={release}")
+        return [p for p in pods if p["metadata"].get("labels", {}).get(
+            "app.kubernetes.io/component") == "app" and "deletionTimestamp" not in p["metadata"]]
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(0.5)
+
+
+def pod_ready(pod: Json) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in pod.get("status", {}).get("conditions", []))
+
+
+def pod_image(pod: Json, container: str = "app") -> str:
+    return str(next(c["image"] for c in pod["spec"]["containers"] if c["name"] == container))
+
+
+@dataclass
+class Helm:
+    """One Helm major (helm3 or helm4) against the test cluster."""
+
+    name: str
+    kube: Kube
+    home: Path
+
+    @property
+    def binary(self) -> Path:
+        return HELMS[self.name]
+
+    def env(self) -> dict[str, str]:
+        return dict(self.kube.env(), HELM_CACHE_HOME=str(self.home / "cache"),
+                    HELM_CONFIG_HOME=str(self.home / "config"),
+                    HELM_DATA_HOME=str(self.home / "data"))
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
+        return run([self.binary, "-n", self.kube.namespace, *args], env=self.env(),
+                   check=check, timeout=timeout)
+
+    def upgrade(self, release: str, values: dict[str, Any], *extra: str, check: bool = True,
+                wait: bool = True, timeout: str = "3m") -> Result:
+        values_file = self.home / f"values-{release}-{time.monotonic_ns()}.json"
+        values_file.write_text(json.dumps(values))
+        args = ["upgrade", "--install", release, str(CHART), "-f", str(values_file),
+                "--timeout", timeout, *extra]
+        if wait:
+            args.append("--wait")
+        return self(*args, check=check)
+
+    def test(self, release: str, check: bool = True) -> Result:
+        return self("test", release, "--timeout", "2m", check=check)
+
+    def history(self, release: str) -> list[Json]:
+        return list(json.loads(self("history", release, "-o", "json").stdout))
+
+
+@dataclass
+class Database:
+    """The test's own database on the session's PostgreSQL."""
+
+    admin_url: str
+    url: str  # as the pods see it
+    name: str
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def has_history_table(self) -> bool:
+        return bool(self.query("SELECT to_regclass('_prisma_migrations') IS NOT NULL")[0][0])
+
+    def history(self) -> list[Json]:
+        """Rows of _prisma_migrations, oldest first."""
+        if not self.has_history_table():
+            return []
+        rows = self.query(
+            "SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL, "
+            "applied_steps_count, logs FROM _prisma_migrations ORDER BY started_at, migration_name")
+        return [{"name": r[0], "finished": r[1], "rolled_back": r[2], "steps": r[3], "logs": r[4]}
+                for r in rows]
+
+    def applied(self) -> list[str]:
+        return [r["name"] for r in self.history() if r["finished"] and not r["rolled_back"]]
+
+    def migrate(self, verb: str, *args: str, migrations: Path | None = None,
+                check: bool = True) -> Result:
+        """Run the migrator here, as an operator would from a laptop or a debug pod."""
+        env = dict(os.environ, DATABASE_URL=self.url)
+        if migrations is not None:
+            env["MIGRATIONS_DIR"] = str(migrations)
+        binary = REPO / ".venv" / "bin" / "fast-note-migrate"
+        return run([binary, verb, *args], env=env, check=check)
+
+
+@dataclass
+class Images:
+    """The node agent's image table: tests say which migrations an app image tag carries."""
+
+    root: Path
+    defined: dict[str, Path] = field(default_factory=dict)
+
+    def app(self, tag: str, migrations: dict[str, str | Path]) -> str:
+        """Define ``fast-note:<tag>`` with these migrations (name -> SQL or example folder)."""
+        ref = f"{images.APP_IMAGE}:{tag}"
+        self.defined[tag] = images.define_image(self.root, ref, migrations)
+        return tag
+
+    def examples(self, tag: str, count: int | None = None,
+                 extra: dict[str, str] | None = None) -> str:
+        """``fast-note:<tag>`` with the first ``count`` example migrations (+ extra ones)."""
+        names = example_migrations()[:count]
+        chosen: dict[str, str | Path] = {n: EXAMPLES / n for n in names}
+        chosen.update(extra or {})
+        return self.app(tag, chosen)
+
+    def migrations_dir(self, tag: str) -> Path:
+        return self.defined[tag]

@@ -1,0 +1,212 @@
+"""The chart and the migrator on a real Kubernetes API server, with Helm 3 and Helm 4.
+
+Each test installs the chart in its own namespace against its own database. App image tags
+and the migrations they carry are in ``catalogue.py``; the node agent runs the pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.e2e import catalogue
+from tests.e2e.conftest import Cluster
+from tests.e2e.harness import Database, Helm, Images, Kube, example_migrations, pod_image, pod_ready
+
+RELEASE = "notes"
+HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
+APP_REPOSITORY = os.environ.get("FAST_NOTE_E2E_APP_REPOSITORY", "fast-note")
+MIGRATOR_REPOSITORY = os.environ.get("FAST_NOTE_E2E_MIGRATOR_REPOSITORY", "fast-note-migrate")
+MIGRATOR_TAG = os.environ.get("FAST_NOTE_E2E_MIGRATOR_TAG", "")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def app_images(images: Images) -> Images:
+    catalogue.define_all(images)
+    return images
+
+
+def values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
+    """Chart values of a test release: the test's database Secret, the given image tag."""
+    result: dict[str, Any] = {
+        "image": {"repository": APP_REPOSITORY, "tag": tag},
+        "replicaCount": replicas,
+        "database": {"existingSecret": "fast-note-db", "existingSecretKey": "database-url"},
+        "migration": {
+            "strategy": strategy,
+            "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
+            "lockTimeout": "1m", "connectTimeout": "30s",
+            "wait": {"timeout": "2m"},
+            # a failed migration fails the Job at once (the default 3 retries cost ~70 s of
+            # Job back-off and end the same way: exit 4, the history is blocked)
+            "job": {"backoffLimit": 0},
+        },
+    }
+    for key, value in extra.items():
+        result[key] = value
+    return result
+
+
+def app_pods(kube: Kube) -> list[dict[str, Any]]:
+    return kube.app_pods(RELEASE)
+
+
+def assert_app_serving(kube: Kube, tag: str, replicas: int) -> None:
+    pods = app_pods(kube)
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert len(running) == replicas, [p["metadata"]["name"] for p in pods]
+    assert all(pod_ready(p) for p in running), "some app pods are not Ready"
+    assert {pod_image(p) for p in running} == {f"{APP_REPOSITORY}:{tag}"}
+
+
+def assert_applied_once(db: Database, expected: list[str]) -> None:
+    rows = db.history()
+    counts = Counter(r["name"] for r in rows if r["finished"] and not r["rolled_back"])
+    assert sorted(counts) == sorted(expected)
+    assert set(counts.values()) == {1}, f"applied more than once: {counts}"
+
+
+def migration_jobs(kube: Kube) -> list[dict[str, Any]]:
+    return [j for j in kube.items("jobs", f"app.kubernetes.io/instance={RELEASE}")
+            if j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"]
+
+
+def job_failed(job: dict[str, Any]) -> bool:
+    return any(c["type"] == "Failed" and c["status"] == "True"
+               for c in job.get("status", {}).get("conditions", []))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@HELM_MAJORS
+def test_hook_install_migrates_empty_database_and_helm_test_passes(
+        helm: Helm, kube: Kube, database: Database) -> None:
+    """1. strategy hook, empty database: the pre-install Job migrates, the pods start, `helm
+    test` passes and _prisma_migrations holds the example history."""
+    helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert_applied_once(database, example_migrations())
+    helm.test(RELEASE)
+    assert migration_jobs(kube) == [], "hook-succeeded: the hook Job is deleted"
+
+
+@HELM_MAJORS
+def test_upgrade_with_one_new_migration_applies_it_once_and_rolls_pods(
+        helm: Helm, kube: Kube, database: Database) -> None:
+    """2. an upgrade to an image with one new migration: applied once, pods rolled."""
+    helm.upgrade(RELEASE, values("hook", catalogue.OLD))
+    assert_applied_once(database, example_migrations()[:-1])
+    old_pods = {p["metadata"]["name"] for p in app_pods(kube)}
+    helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
+    assert_applied_once(database, example_migrations())
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert not old_pods & {p["metadata"]["name"] for p in app_pods(kube)}, "pods not rolled"
+    helm.test(RELEASE)
+
+
+@HELM_MAJORS
+def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolve(
+        helm: Helm, kube: Kube, database: Database, images: Images, cluster: Cluster) -> None:
+    """3. a failing migration: `helm upgrade` fails, the release is failed, the old pods keep
+    serving, the failed Job and its log remain, `status` names the migration; after
+    `resolve --rolled-back` and a fixed image the next upgrade succeeds."""
+    helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
+    old_pods = {p["metadata"]["name"] for p in app_pods(kube)}
+
+    result = helm.upgrade(RELEASE, values("hook", catalogue.BROKEN_TAG), check=False)
+    assert not result.ok, "the upgrade must fail"
+    assert helm.history(RELEASE)[-1]["status"] == "failed"
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert {p["metadata"]["name"] for p in app_pods(kube)} == old_pods
+    if cluster.local is not None:  # the old pods answer (the node agent knows their ports)
+        for name in old_pods:
+            port = cluster.pod_ports(kube.namespace, name)["http"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as resp:
+                body = json.loads(resp.read())
+            assert body["image"] == f"{APP_REPOSITORY}:{catalogue.CURRENT}"
+            assert catalogue.BROKEN not in body["applied_migrations"]
+
+    jobs = migration_jobs(kube)
+    assert len(jobs) == 1 and job_failed(jobs[0]), [j["metadata"]["name"] for j in jobs]
+    job_pods = kube.items("pods", f"job-name={jobs[0]['metadata']['name']}")
+    assert [p["status"]["phase"] for p in job_pods] == ["Failed"]
+    log = cluster.container_log(kube, job_pods[0]["metadata"]["name"], "migrate")
+    assert catalogue.BROKEN in log, log
+
+    broken_dir = images.migrations_dir(catalogue.BROKEN_TAG)
+    status = database.migrate("status", "--json", migrations=broken_dir, check=False)
+    assert status.returncode == 4, status
+    assert catalogue.BROKEN in json.dumps(json.loads(status.stdout))
+
+    database.migrate("resolve", "--rolled-back", catalogue.BROKEN, migrations=broken_dir)
+    helm.upgrade(RELEASE, values("hook", catalogue.FIXED_TAG))
+    assert_app_serving(kube, catalogue.FIXED_TAG, 2)
+    assert catalogue.BROKEN in database.applied()
+    helm.test(RELEASE)
+
+
+@HELM_MAJORS
+def test_init_container_strategy_applies_each_migration_once_with_three_replicas(
+        helm: Helm, kube: Kube, database: Database) -> None:
+    """4. strategy initContainer, 3 replicas migrating at once: each migration applied
+    exactly once (the migrator's lock), all pods Ready."""
+    helm.upgrade(RELEASE, values("initContainer", catalogue.CURRENT, replicas=3))
+    assert_app_serving(kube, catalogue.CURRENT, 3)
+    assert_applied_once(database, example_migrations())
+    assert migration_jobs(kube) == []
+    for pod in app_pods(kube):
+        inits = [c["name"] for c in pod["spec"]["initContainers"]]
+        assert inits == ["copy-migrations", "migrate"]
+
+
+@HELM_MAJORS
+def test_job_strategy_with_wait_does_not_deadlock(
+        helm: Helm, kube: Kube, database: Database) -> None:
+    """5. strategy job (plain Job, GitOps mode) with --wait: no deadlock; the app pods wait
+    until the Job has finished."""
+    helm.upgrade(RELEASE, values("job", catalogue.CURRENT))
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert_applied_once(database, example_migrations())
+    jobs = migration_jobs(kube)
+    assert len(jobs) == 1 and jobs[0]["status"].get("succeeded") == 1
+    assert "helm.sh/hook" not in jobs[0]["metadata"].get("annotations", {})
+    job_pod = kube.items("pods", f"job-name={jobs[0]['metadata']['name']}")[0]
+    migrated = job_pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    for pod in app_pods(kube):
+        waits = {c["name"]: c for c in pod["status"]["initContainerStatuses"]}
+        finished = waits["wait-for-migrations"]["state"]["terminated"]["finishedAt"]
+        assert finished >= migrated, "an app pod started before the migration Job finished"
+    helm.test(RELEASE)
+
+
+@HELM_MAJORS
+def test_rollback_starts_old_pods_although_database_is_ahead(
+        helm: Helm, kube: Kube, database: Database) -> None:
+    """6. `helm rollback` after a successful upgrade: the old image's pods start although the
+    database has a migration they do not know."""
+    helm.upgrade(RELEASE, values("hook", catalogue.OLD))
+    helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
+    helm("rollback", RELEASE, "1", "--wait", "--timeout", "3m")
+    assert_app_serving(kube, catalogue.OLD, 2)
+    assert_applied_once(database, example_migrations())  # still ahead: nothing rolled back
+    helm.test(RELEASE)  # verify: the database being ahead of the image is fine
+
+
+@HELM_MAJORS
+def test_strategy_none_leaves_database_alone(
+        helm: Helm, kube: Kube, database: Database, images: Images) -> None:
+    """7. strategy none: no Job, no init container, the database is not touched."""
+    database.migrate("deploy", migrations=images.migrations_dir(catalogue.OLD))
+    before = database.history()
+    helm.upgrade(RELEASE, values("none", catalogue.CURRENT))
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert database.history() == before
+    assert migration_jobs(kube) == []
+    for pod in app_pods(kube):
+        assert not pod["spec"].get("initContainers")

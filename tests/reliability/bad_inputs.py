@@ -1,0 +1,225 @@
+"""The table of bad inputs: one place for the tests and for docs/errors.md.
+
+Each row is run by ``test_bad_inputs.py`` (expected exit code, the message, the
+database unchanged, no password in any output) and rendered as Markdown by
+
+    python -m tests.reliability.bad_inputs --markdown > docs/errors.md
+
+In ``argv`` and ``env``, ``{url}`` is a working URL with a password, ``{server}`` is
+``postgresql://postgres:PASSWORD@127.0.0.1:PORT``, ``{db}`` the database name,
+``{port}`` its port, ``{dir}`` the migrations folder, ``{free_port}`` a port nothing
+listens on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PASSWORD = "Pa55-w0rd-never-shown"
+
+# Folder set-ups: each takes the Migrations builder of tests/migrator/conftest.py.
+Setup = Callable[[Any], None]
+
+
+def one_migration(m: Any) -> None:
+    m.add("init", "CREATE TABLE account (id int PRIMARY KEY);", name="20240101000001_init")
+
+
+def migration_sql_is_a_folder(m: Any) -> None:
+    one_migration(m)
+    (m.path / "20240101000002_oops" / "migration.sql").mkdir(parents=True)
+
+
+def dangling_symlink(m: Any) -> None:
+    one_migration(m)
+    folder = m.path / "20240101000002_link"
+    folder.mkdir()
+    (folder / "migration.sql").symlink_to(m.path / "no-such-file.sql")
+
+
+def utf16_file(m: Any) -> None:
+    one_migration(m)
+    m.add("utf16", "CREATE TABLE b (id int);".encode("utf-16"), name="20240101000002_utf16")
+
+
+def lock_file_is_a_folder(m: Any) -> None:
+    one_migration(m)
+    (m.path / "migration_lock.toml").mkdir()
+
+
+def mysql_lock_file(m: Any) -> None:
+    one_migration(m)
+    (m.path / "migration_lock.toml").write_text('provider = "mysql"\n')
+
+
+def migrations_dir_is_a_file(m: Any) -> None:
+    m.path.rmdir()
+    m.path.write_text("20240101000001_init\n")
+
+
+# Database set-ups: SQL run on the fresh database before the command (after the folder).
+FAILED_HISTORY = """
+CREATE TABLE _prisma_migrations (
+    id VARCHAR(36) PRIMARY KEY NOT NULL, checksum VARCHAR(64) NOT NULL,
+    finished_at TIMESTAMPTZ, migration_name VARCHAR(255) NOT NULL, logs TEXT,
+    rolled_back_at TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    applied_steps_count INTEGER NOT NULL DEFAULT 0);
+INSERT INTO _prisma_migrations (id, checksum, migration_name, logs)
+VALUES ('00000000-0000-4000-8000-000000000001', 'x', '20240101000001_init',
+        'Database error code: 42601');
+"""
+EDITED_HISTORY = FAILED_HISTORY.replace(
+    "(id, checksum, migration_name, logs)", "(id, checksum, migration_name, logs, finished_at)"
+).replace("'Database error code: 42601')", "'', now())")
+
+
+@dataclass(frozen=True)
+class BadInput:
+    id: str
+    kind: str  # URL, folder, file, flag, environment, history
+    what: str  # the mistake, for the docs
+    argv: tuple[str, ...]
+    code: int
+    message: str  # a phrase the output must contain
+    hint: str = ""  # a phrase of the "what to do:" line ("" when argparse answers)
+    env: dict[str, str] = field(default_factory=dict)
+    folder: Setup = one_migration
+    sql: str = ""
+    known_bug: str = ""  # the row fails today for this reason (an xfail, strict)
+
+
+def _u(**params: str) -> str:
+    return "{url}" + "".join(f"&{k}={v}" for k, v in params.items())
+
+
+ROWS: list[BadInput] = [
+    # URLs
+    BadInput("url-missing", "URL", "no `DATABASE_URL` and no `--database-url`",
+             ("deploy",), 2, "no database URL given", "set DATABASE_URL",
+             env={"DATABASE_URL": ""}),
+    BadInput("url-accelerate", "URL", "a Prisma Accelerate URL (`prisma+postgres://`)",
+             ("deploy",), 2, "must start with postgresql://", "only PostgreSQL is supported",
+             env={"DATABASE_URL": f"prisma+postgres://accelerate.example/?api_key={PASSWORD}"},
+             known_bug="the refused URL is echoed with its api_key: redact() only hides "
+             "user:password@, not secrets in the query string"),
+    BadInput("url-sqlite", "URL", "a SQLite URL (`file:./dev.db`) left from local development",
+             ("deploy",), 2, "must start with postgresql://", "only PostgreSQL is supported",
+             env={"DATABASE_URL": "file:./dev.db"}),
+    BadInput("url-port-range", "URL", "a port out of range",
+             ("deploy",), 2, "malformed", "write it like",
+             env={"DATABASE_URL": f"postgresql://postgres:{PASSWORD}@127.0.0.1:99999/db"}),
+    BadInput("url-unknown-db", "URL", "a database that does not exist",
+             ("deploy",), 2, 'database "no_such_db" does not exist',
+             "check the user, password and database name",
+             env={"DATABASE_URL": "{server}/no_such_db?schema=public"}),
+    BadInput("url-unknown-role", "URL", "a role that does not exist",
+             ("status",), 2, 'role "nobody_here" does not exist',
+             "check the user, password and database name",
+             env={"DATABASE_URL": f"postgresql://nobody_here:{PASSWORD}@127.0.0.1:{{port}}/{{db}}"}),
+    BadInput("url-sslmode", "URL", "an invalid `sslmode` parameter",
+             ("deploy",), 2, "invalid sslmode value", "check the user, password",
+             env={"DATABASE_URL": _u(sslmode="sometimes")}),
+    BadInput("url-unreachable", "URL", "nothing listens at the host and port "
+             "(`MIGRATE_CONNECT_TIMEOUT=500ms`)",
+             ("wait",), 6, "was not reachable within 500ms", "check the host and port",
+             env={"DATABASE_URL": f"postgresql://postgres:{PASSWORD}@127.0.0.1:{{free_port}}/db",
+                  "MIGRATE_CONNECT_TIMEOUT": "500ms"}),
+    # folders
+    BadInput("dir-default-missing", "folder", "no `--migrations-dir`, and no "
+             "`prisma/migrations` in the working directory",
+             ("deploy",), 2, "prisma/migrations does not exist", "MIGRATIONS_DIR",
+             env={"MIGRATIONS_DIR": ""}),
+    BadInput("dir-is-file", "folder", "`MIGRATIONS_DIR` names a file",
+             ("status",), 2, "is not a folder", "MIGRATIONS_DIR", folder=migrations_dir_is_a_file),
+    BadInput("dir-lock-provider", "folder", '`migration_lock.toml` says `provider = "mysql"`',
+             ("deploy",), 2, "P3019", "PostgreSQL migrations folder", folder=mysql_lock_file),
+    BadInput("dir-lock-is-folder", "folder", "`migration_lock.toml` is a folder",
+             ("deploy",), 2, "is a directory", "check the folder's permissions",
+             folder=lock_file_is_a_folder),
+    # files
+    BadInput("file-is-folder", "file", "`migration.sql` is a folder",
+             ("deploy",), 2, "is a directory", "check the file's permissions",
+             folder=migration_sql_is_a_folder),
+    BadInput("file-dangling-link", "file", "`migration.sql` is a dangling symlink",
+             ("deploy",), 2, "P3015", "or remove the folder", folder=dangling_symlink),
+    BadInput("file-utf16", "file", "a `migration.sql` saved as UTF-16 by an editor",
+             ("deploy",), 2, "is not valid UTF-8 (byte 0xff at line 1)",
+             "save the file as UTF-8", folder=utf16_file),
+    # flags
+    BadInput("flag-unknown-verb", "flag", "a verb that does not exist (`migrate`)",
+             ("migrate",), 2, "invalid choice: 'migrate'"),
+    BadInput("flag-no-verb", "flag", "no verb", (), 2, "the following arguments are required"),
+    BadInput("flag-resolve-nothing", "flag", "`resolve` without `--applied` or `--rolled-back`",
+             ("resolve",), 2, "one of the arguments --applied --rolled-back is required"),
+    BadInput("flag-resolve-both", "flag", "`resolve --applied A --rolled-back B`",
+             ("resolve", "--applied", "a", "--rolled-back", "b"), 2, "not allowed with argument"),
+    BadInput("flag-resolve-unknown", "flag", "`resolve --applied` a name not in the folder",
+             ("resolve", "--applied", "20991231000000_typo"), 2, "P3017",
+             "pass the folder name of a local migration"),
+    BadInput("flag-resolve-never-applied", "flag", "`resolve --rolled-back` a migration never "
+             "applied", ("resolve", "--rolled-back", "20240101000001_init"), 2, "P3011",
+             "check the name with `fast-note-migrate status`"),
+    BadInput("flag-log-format", "flag", "`--log-format xml`",
+             ("status", "--log-format", "xml"), 2, "invalid choice: 'xml'"),
+    BadInput("flag-duration-unit", "flag", "`--connect-timeout 10d` (no such unit)",
+             ("deploy", "--connect-timeout", "10d"), 2,
+             "invalid duration '10d': write it like 500ms, 30s, 5m or 1h"),
+    BadInput("flag-extra-argument", "flag", "an argument no verb takes",
+             ("status", "--json", "now"), 2, "unrecognized arguments: now"),
+    # environment
+    BadInput("env-lock-timeout", "environment", "`MIGRATE_LOCK_TIMEOUT=forever`",
+             ("deploy",), 2, "invalid duration 'forever'", env={"MIGRATE_LOCK_TIMEOUT": "forever"}),
+    BadInput("env-dir-missing", "environment", "`MIGRATIONS_DIR` points nowhere",
+             ("verify",), 2, "does not exist", "MIGRATIONS_DIR",
+             env={"MIGRATIONS_DIR": "/nonexistent/prisma/migrations"}),
+    # history (the database's state, not the input, is wrong: each exits without changing it)
+    BadInput("history-baseline", "history", "the schema has tables but no migration history",
+             ("deploy",), 2, "P3005", "resolve --applied", sql="CREATE TABLE legacy (id int);"),
+    BadInput("history-failed", "history", "an earlier migration failed (Prisma's P3009)",
+             ("deploy",), 4, "P3009", "resolve --rolled-back 20240101000001_init",
+             sql=FAILED_HISTORY),
+    BadInput("history-edited", "history", "`wait` in an image whose migration differs from the "
+             "applied one", ("wait", "--timeout", "1s"), 5, "differs from the one applied",
+             "deploy the image the database was migrated with", sql=EDITED_HISTORY),
+]
+
+
+def markdown() -> str:
+    """The table for docs/errors.md."""
+    lines = [
+        "# Errors: bad input and what the migrator says", "",
+        "Generated from `tests/reliability/bad_inputs.py` "
+        "(`python -m tests.reliability.bad_inputs --markdown > docs/errors.md`); each row is "
+        "a test that checks the exit code, the message, the `what to do:` line, that the "
+        "database is unchanged and that no password appears in any output.", "",
+        "Exit codes: 0 ok · 1 failed · 2 usage or configuration · 3 not up to date · "
+        "4 blocked by a failed migration · 5 drift · 6 timed out (lock or database).", "",
+        "| kind | mistake | command | exit | message contains | what to do (excerpt) |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for row in ROWS:
+        command = " ".join(("fast-note-migrate", *row.argv))
+        hint = row.hint or "usage line: see `fast-note-migrate VERB --help`"
+        message = row.message.replace("|", "\\|")
+        lines.append(f"| {row.kind} | {row.what} | `{command}` | {row.code} | `{message}` | "
+                     f"{hint} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.reliability.bad_inputs")
+    parser.add_argument("--markdown", action="store_true", help="print the Markdown table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown())
+    else:
+        for row in ROWS:
+            print(f"{row.id:28} exit {row.code}  {row.message}")
+
+
+if __name__ == "__main__":
+    main()

@@ -44,8 +44,8 @@ demo: venv tools ## Run the demo: migrate an embedded PostgreSQL while three rep
 	$(BIN)/python -m tools.demo
 
 .PHONY: test
-test: venv tools ## Run the test suite (migrator against a real PostgreSQL, chart with Helm 3 and 4)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: venv tools ## Run the test suite: migrator and safety (real PostgreSQL), reliability (quick), chart (Helm 3 and 4)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: venv tools ## Lint the code and the chart (ruff, mypy, helm lint --strict, yamllint, yamale)

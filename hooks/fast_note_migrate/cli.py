@@ -44,6 +44,16 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(text: str) -> str:
+    # argparse checks `choices` on flags but not on a default from the environment
+    if text not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"invalid log format {text!r}: use text or json")
+    return text
+
+
 def _global_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and folder")
     group.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
@@ -59,7 +69,7 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
                        help="keep retrying an unreachable database this long, then exit 6 "
                        "(env: MIGRATE_CONNECT_TIMEOUT; default: 1m)")
     group = parser.add_argument_group("output")
-    group.add_argument("--log-format", choices=("text", "json"),
+    group.add_argument("--log-format", type=_log_format, choices=LOG_FORMATS,
                        default=_env("MIGRATE_LOG_FORMAT", "text"),
                        help="logs on stderr as text or JSON lines (env: MIGRATE_LOG_FORMAT)")
     group.add_argument("-v", "--verbose", action="store_true", help="debug logs")

@@ -33,14 +33,17 @@ PRISMA_ONLY_PARAMS = frozenset(
 URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?schema=public"
 
 _secrets: set[str] = set()
+# URL parameters that carry a secret (Prisma Accelerate's api_key, libpq's passwords).
+_SECRET_PARAM = re.compile(r"([?&](?:api_key|password|sslpassword)=)[^&\s]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """Replace every password this process has seen with ``****``."""
     for secret in _secrets:
         text = text.replace(secret, "****")
-    return re.sub(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^@\s]*@", r"\1****@", text,
+    text = re.sub(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^@\s]*@", r"\1****@", text,
                   flags=re.IGNORECASE)
+    return _SECRET_PARAM.sub(r"\1****", text)
 
 
 def _remember_password(url: str) -> None:

@@ -105,6 +105,14 @@ class Migration:
             ) from None
 
 
+def _unreadable_folder(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot read the migrations folder {path}: {(exc.strerror or str(exc)).lower()}",
+        hint="check the folder's permissions: the migrator's user must be able to list it "
+        "and read its files",
+    )
+
+
 class MigrationsDir:
     """A Prisma ``migrations`` folder."""
 
@@ -125,11 +133,7 @@ class MigrationsDir:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise ConfigError(
-                f"cannot read the migrations folder {self.path}: {(exc.strerror or str(exc)).lower()}",
-                hint="check the folder's permissions: the migrator's user must be able to "
-                "list it and read its files",
-            ) from None
+            raise _unreadable_folder(self.path, exc) from None
         found = _PROVIDER.search(lock_text)
         if found and found.group(1) != "postgresql":
             raise ConfigError(
@@ -146,9 +150,5 @@ class MigrationsDir:
             with os.scandir(self.path) as scan:
                 names = sorted(entry.name for entry in scan if entry.is_dir())
         except OSError as exc:
-            raise ConfigError(
-                f"cannot read the migrations folder {self.path}: {(exc.strerror or str(exc)).lower()}",
-                hint="check the folder's permissions: the migrator's user must be able to "
-                "list it and read its files",
-            ) from None
+            raise _unreadable_folder(self.path, exc) from None
         return [Migration(name, self.path / name) for name in names]

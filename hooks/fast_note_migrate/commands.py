@@ -95,23 +95,25 @@ def _apply_one(conn: psycopg.Connection, history: History, migration: Migration,
                settings: Settings | None = None) -> None:
     """Apply one migration and record it in Prisma's table, or record its failure.
 
-    A script runs as ONE simple-protocol query (SET LOCAL timeouts; INSERT started row;
-    script; UPDATE finished), one implicit transaction: the script and its bookkeeping
-    commit together or not at all, even if this process is killed, and a try that hit
-    a lock timeout leaves no row behind before it is retried. A script with statements
-    that cannot run in a transaction block runs statement by statement (see execution).
+    A script runs as ONE simple-protocol query (SET LOCAL timeouts; script; INSERT the
+    finished row), one implicit transaction: the script and its bookkeeping commit
+    together or not at all, even if this process is killed, and a try that hit a lock
+    timeout leaves no row behind before it is retried. A script with statements that
+    cannot run in a transaction block runs statement by statement, in Prisma's three
+    steps (INSERT started row, script, UPDATE finished; see execution).
     """
     import psycopg
 
     script = migration.executable_sql()
-    insert = history.insert_started(migration.name, migration.checksum).as_string(conn)
-    finish = history.mark_finished(migration.name).as_string(conn)
     runner = Runner(conn, settings or Settings())
     try:
         if needs_split(script):
+            insert = history.insert_started(migration.name, migration.checksum).as_string(conn)
+            finish = history.mark_finished(migration.name).as_string(conn)
             runner.split(migration.name, script, insert, finish)
         else:
-            runner.transactional(migration.name, script, insert, finish)
+            applied = history.insert_applied(migration.name, migration.checksum).as_string(conn)
+            runner.transactional(migration.name, script, applied)
     except ScriptFailed as failure:
         exc = failure.error
         if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):

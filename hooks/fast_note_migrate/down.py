@@ -90,7 +90,7 @@ def apply(conn: psycopg.Connection, history: History, steps: list[Migration],
             if needs_split(script):
                 runner.split(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, "", after)
             else:
-                runner.transactional(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, "", after)
+                runner.transactional(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, after)
         except ScriptFailed as failure:
             if conn.closed or conn.broken:
                 raise DatabaseError(f"lost the database connection while rolling back "

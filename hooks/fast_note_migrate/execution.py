@@ -333,13 +333,13 @@ class Runner:
         finally:
             watch.close()
 
-    def transactional(self, label: str, script: str, before: str, after: str) -> None:
-        """``before; script; after`` as one simple query: one implicit transaction.
+    def transactional(self, label: str, script: str, after: str) -> None:
+        """``script; after`` (the bookkeeping) as one simple query: one implicit transaction.
 
         A failed try leaves nothing behind (no bookkeeping row either), so a retry
         starts clean. Raises ScriptFailed when it fails for good.
         """
-        prefix = f"{self.settings.set_local()}{before};\n" if before else self.settings.set_local()
+        prefix = self.settings.set_local()
         query = f"{prefix}{script}\n;\n{after}".encode()
         import psycopg
 

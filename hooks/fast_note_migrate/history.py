@@ -124,6 +124,16 @@ class History:
             id=sql.Literal(row_id), checksum=sql.Literal(checksum),
             name=sql.Literal(name))
 
+    def insert_applied(self, name: str, checksum: str) -> sql.Composed:
+        """The finished row in one statement, for a script run in the same transaction
+        (returned, not executed): ``started_at`` is the transaction's start, so the row
+        reads exactly as Prisma's INSERT-then-UPDATE leaves it."""
+        return self._q(
+            "INSERT INTO {table} (id, checksum, migration_name, started_at, finished_at,"
+            " applied_steps_count) VALUES ({id}, {checksum}, {name}, now(),"
+            " clock_timestamp(), 1)",
+            id=sql.Literal(_new_id()), checksum=sql.Literal(checksum), name=sql.Literal(name))
+
     def mark_finished(self, name: str) -> sql.Composed:
         """The UPDATE Prisma does after a script succeeded (returned, not executed).
 

@@ -221,21 +221,29 @@ def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False,
         waited = lock.acquire(conn, lock_timeout)
         if waited > 0.5:
             log.info("got the migration lock after %s", format_duration(waited))
-        exists = history.exists()
-        if not exists:
-            _check_baseline(history)
-        report = Report.build(local, history.rows() if exists else [])
-        if report.failed:
-            raise _blocked(report.failed)
-        _warn_drift(report)
-        pending = [item.local for item in report.pending if item.local is not None]
-        for migration in pending:  # every pending file must be readable before we start
-            migration.executable_sql()
+        exists, pending = _checked_pending(history, local)
         pending = phases.select(pending, options.phase)
         _lint_pending(conn, pending, options)  # refuses (exit 2) before any change
         if not exists:
             history.create()
         return _apply_all(conn, history, pending, options.execution)
+
+
+def _checked_pending(history: History, local: list[Migration]) -> tuple[bool, list[Migration]]:
+    """Whether the history table exists, and the pending migrations, after the checks
+    that refuse a deploy before any change: baseline needed (P3005), a failed migration
+    (P3009), a pending file that cannot be read or is not UTF-8."""
+    exists = history.exists()
+    if not exists:
+        _check_baseline(history)
+    report = Report.build(local, history.rows() if exists else [])
+    if report.failed:
+        raise _blocked(report.failed)
+    _warn_drift(report)
+    pending = [item.local for item in report.pending if item.local is not None]
+    for migration in pending:
+        migration.executable_sql()
+    return exists, pending
 
 
 def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migration],
@@ -258,20 +266,10 @@ def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migrati
 def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration],
           options: DeployOptions | None = None) -> ExitCode:
     options = options or DeployOptions()
-    history = ctx.history(conn)
-    exists = history.exists()
-    if not exists:
-        _check_baseline(history)
-    report = Report.build(local, history.rows() if exists else [])
-    if report.failed:
-        raise _blocked(report.failed)
-    _warn_drift(report)
+    exists, pending = _checked_pending(ctx.history(conn), local)
     out(f"Dry run: nothing is changed in {ctx.url.display}")
     if not exists:
         out(f"would create the table {ctx.url.schema}._prisma_migrations")
-    pending = [item.local for item in report.pending if item.local is not None]
-    for migration in pending:
-        migration.executable_sql()
     selected = phases.select(pending, options.phase)
     _lint_pending(conn, selected, options)
     for migration in pending:

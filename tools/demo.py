@@ -9,7 +9,10 @@ Run as ``.venv/bin/python -m tools.demo`` (after ``make venv tools``). The demo
    all as real ``fast-note-migrate`` processes, and streams their logs,
 4. shows ``status`` and ``verify``, then a second ``deploy`` that has nothing to do,
 5. checks ``_prisma_migrations`` (every migration recorded exactly once), prints a
-   summary of who did what when, and stops the database.
+   summary of who did what when, and stops the database,
+6. then, when the local control plane is already built (``make e2e-control-plane e2e-deps``
+   or ``make e2e``), runs scenarios 1 and 2 of docs/e2e.md with Helm on it
+   (``tools/demo_kube.py``); ``FAST_NOTE_DEMO_KUBE=0`` skips that, ``=1`` requires it.
 
 It exits 0 only if everything happened as expected, so it doubles as a smoke test.
 """
@@ -497,9 +500,36 @@ def run_embedded_demo(out: Out | None = None) -> int:
 
 
 def main() -> int:
-    code = run_embedded_demo()
-    # A Kubernetes scenario (the chart on a local control plane) may follow here later,
-    # as its own function next to run_embedded_demo(); it is not implemented.
+    """The embedded demo, then the Kubernetes part (``tools/demo_kube.py``) when it can run.
+
+    ``FAST_NOTE_DEMO_KUBE``: unset or ``auto`` runs the Kubernetes part only if the control
+    plane is already built and cached (never starts the ~6 min build) and the kubernetes
+    client is installed, else says so in one line; ``0`` skips it; ``1`` requires it.
+    """
+    mode = os.environ.get("FAST_NOTE_DEMO_KUBE", "auto").strip().lower() or "auto"
+    out = Out()
+    if mode not in ("0", "1", "auto"):
+        out.fail(f"FAST_NOTE_DEMO_KUBE={mode}: use 0 (embedded only), 1 (require the "
+                 "Kubernetes part) or auto")
+        return 2
+    reason: str | None = "FAST_NOTE_DEMO_KUBE=0"
+    if mode != "0":
+        from tools.demo_kube import ENABLE_HINT, unavailable_reason
+
+        reason = unavailable_reason()
+        if reason is not None and mode == "1":
+            out.fail(f"FAST_NOTE_DEMO_KUBE=1 but the Kubernetes part cannot run: {reason}; "
+                     f"{ENABLE_HINT}")
+            return 2
+    code = run_embedded_demo(out)
+    if reason is None:
+        from tools.demo_kube import run_kube_demo
+
+        code = max(code, run_kube_demo(out))
+    elif mode == "auto":
+        out.line()
+        out.line(f"Kubernetes part skipped ({reason}): {ENABLE_HINT}; "
+                 "FAST_NOTE_DEMO_KUBE=0 skips it silently.")
     return code
 
 

@@ -31,12 +31,6 @@ def example_folders() -> list[Path]:
                    if p.is_dir()), key=lambda p: p.name)
 
 
-@pytest.fixture(scope="session")
-def safety_pg() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
-
-
 @dataclass
 class Database:
     server: PostgresServer
@@ -77,11 +71,11 @@ class Database:
 
 
 @pytest.fixture
-def db(safety_pg: PostgresServer) -> Database:
+def db(pg_server: PostgresServer) -> Database:
     name = f"s_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(safety_pg.url(), autocommit=True) as conn:
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')  # type: ignore[arg-type]
-    return Database(safety_pg, name)
+    return Database(pg_server, name)
 
 
 class Folder:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fast_note_migrate.errors import EXIT_CODE_MEANINGS
 from tools.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
@@ -58,14 +58,16 @@ def exit_meaning(code: int) -> str:
 class Out:
     """Plain text, with a little colour only when stdout is a terminal (and NO_COLOR unset)."""
 
-    def __init__(self) -> None:
-        self.colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # bound once: the Kubernetes part silences the e2e harness's own prints
+        self.stream = stream or sys.stdout
+        self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
 
     def style(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.colour else text
 
     def line(self, text: str = "") -> None:
-        print(text, flush=True)
+        print(text, file=self.stream, flush=True)
 
     def heading(self, text: str) -> None:
         self.line()
@@ -522,14 +524,17 @@ def main() -> int:
                      f"{ENABLE_HINT}")
             return 2
     code = run_embedded_demo(out)
-    if reason is None:
+    if reason is None and code != 0:
+        out.line()
+        out.line("Kubernetes part not run: the embedded demo failed.")
+    elif reason is None:
         from tools.demo_kube import run_kube_demo
 
         code = max(code, run_kube_demo(out))
     elif mode == "auto":
         out.line()
-        out.line(f"Kubernetes part skipped ({reason}): {ENABLE_HINT}; "
-                 "FAST_NOTE_DEMO_KUBE=0 skips it silently.")
+        out.line(f"Kubernetes part skipped: {reason}; {ENABLE_HINT} "
+                 "(FAST_NOTE_DEMO_KUBE=0 skips it silently).")
     return code
 
 

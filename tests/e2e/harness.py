@@ -25,6 +25,11 @@ TOOLS = REPO / ".tools" / "bin"
 KUBECTL = TOOLS / "kubectl"
 EXAMPLES = images.EXAMPLE_MIGRATIONS
 HELMS = {"helm3": TOOLS / "helm3", "helm4": TOOLS / "helm4"}
+RELEASE = "notes"
+APP_REPOSITORY = os.environ.get("FAST_NOTE_E2E_APP_REPOSITORY", "fast-note")
+MIGRATOR_REPOSITORY = os.environ.get("FAST_NOTE_E2E_MIGRATOR_REPOSITORY", "fast-note-migrate")
+MIGRATOR_TAG = os.environ.get("FAST_NOTE_E2E_MIGRATOR_TAG", "")
+
 Json = dict[str, Any]
 
 
@@ -214,3 +219,29 @@ class Images:
 
     def migrations_dir(self, tag: str) -> Path:
         return self.defined[tag]
+
+
+def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
+    """Chart values of a test release: the test's database Secret, the given image tag."""
+    result: dict[str, Any] = {
+        "image": {"repository": APP_REPOSITORY, "tag": tag},
+        "replicaCount": replicas,
+        "database": {"existingSecret": "fast-note-db", "existingSecretKey": "database-url"},
+        "migration": {
+            "strategy": strategy,
+            "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
+            "lockTimeout": "1m", "connectTimeout": "30s",
+            "wait": {"timeout": "2m"},
+            # a failed migration fails the Job at once (the default 3 retries cost ~70 s of
+            # Job back-off and end the same way: exit 4, the history is blocked)
+            "job": {"backoffLimit": 0},
+        },
+    }
+    for key, value in extra.items():
+        result[key] = value
+    return result
+
+
+def migration_jobs(kube: Kube, release: str = RELEASE) -> list[dict[str, Any]]:
+    return [j for j in kube.items("jobs", f"app.kubernetes.io/instance={release}")
+            if j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"]

@@ -7,7 +7,6 @@ and the migrations they carry are in ``catalogue.py``; the node agent runs the p
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -16,40 +15,27 @@ import pytest
 
 from tests.e2e import catalogue
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import Database, Helm, Images, Kube, example_migrations, pod_image, pod_ready
+from tests.e2e.harness import (
+    APP_REPOSITORY,
+    RELEASE,
+    Database,
+    Helm,
+    Images,
+    Kube,
+    example_migrations,
+    migration_jobs,
+    pod_image,
+    pod_ready,
+)
+from tests.e2e.harness import release_values as values
 
-RELEASE = "notes"
 HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
-APP_REPOSITORY = os.environ.get("FAST_NOTE_E2E_APP_REPOSITORY", "fast-note")
-MIGRATOR_REPOSITORY = os.environ.get("FAST_NOTE_E2E_MIGRATOR_REPOSITORY", "fast-note-migrate")
-MIGRATOR_TAG = os.environ.get("FAST_NOTE_E2E_MIGRATOR_TAG", "")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def app_images(images: Images) -> Images:
     catalogue.define_all(images)
     return images
-
-
-def values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
-    """Chart values of a test release: the test's database Secret, the given image tag."""
-    result: dict[str, Any] = {
-        "image": {"repository": APP_REPOSITORY, "tag": tag},
-        "replicaCount": replicas,
-        "database": {"existingSecret": "fast-note-db", "existingSecretKey": "database-url"},
-        "migration": {
-            "strategy": strategy,
-            "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
-            "lockTimeout": "1m", "connectTimeout": "30s",
-            "wait": {"timeout": "2m"},
-            # a failed migration fails the Job at once (the default 3 retries cost ~70 s of
-            # Job back-off and end the same way: exit 4, the history is blocked)
-            "job": {"backoffLimit": 0},
-        },
-    }
-    for key, value in extra.items():
-        result[key] = value
-    return result
 
 
 def app_pods(kube: Kube) -> list[dict[str, Any]]:
@@ -69,11 +55,6 @@ def assert_applied_once(db: Database, expected: list[str]) -> None:
     counts = Counter(r["name"] for r in rows if r["finished"] and not r["rolled_back"])
     assert sorted(counts) == sorted(expected)
     assert set(counts.values()) == {1}, f"applied more than once: {counts}"
-
-
-def migration_jobs(kube: Kube) -> list[dict[str, Any]]:
-    return [j for j in kube.items("jobs", f"app.kubernetes.io/instance={RELEASE}")
-            if j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"]
 
 
 def job_failed(job: dict[str, Any]) -> bool:

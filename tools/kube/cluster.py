@@ -61,11 +61,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def control_plane_dir(cache: Path = DEFAULT_CACHE) -> Path:
+    return cache / f"kubernetes-{K8S_VERSION}" / "bin"
+
+
+def control_plane_cached(cache: Path = DEFAULT_CACHE) -> bool:
+    """Whether the control plane binaries are built and cached (nothing to build)."""
+    bin_dir = control_plane_dir(cache)
+    built = all((bin_dir / c).exists() for c in ("kube-apiserver", "kube-controller-manager"))
+    return built and (bin_dir / ".complete").exists()
+
+
 def ensure_control_plane(cache: Path = DEFAULT_CACHE) -> Path:
     """Build (first time) or find the cached control plane binaries; return their folder."""
-    bin_dir = cache / f"kubernetes-{K8S_VERSION}" / "bin"
-    ready = all((bin_dir / c).exists() for c in ("kube-apiserver", "kube-controller-manager"))
-    if ready and (bin_dir / ".complete").exists() and shutil.which("etcd"):
+    bin_dir = control_plane_dir(cache)
+    if control_plane_cached(cache) and shutil.which("etcd"):
         return bin_dir
     log(f"building the Kubernetes {K8S_VERSION} control plane into {bin_dir} (first run only)")
     env = dict(os.environ, FAST_NOTE_E2E_CACHE=str(cache))

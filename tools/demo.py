@@ -82,6 +82,16 @@ class Out:
     def note(self, text: str) -> None:
         self.line(f"      {text}")
 
+    def verdict(self, problems: list[str], what: str, ok_text: str) -> int:
+        """The closing line of a demo: its exit code, 1 if anything unexpected happened."""
+        if problems:
+            self.line(self.style(f"{what} FAILED: something unexpected happened:", "31;1"))
+            for problem in problems:
+                self.line(f"  - {problem}")
+            return 1
+        self.line(self.style(f"{what} OK: {ok_text}", "32;1"))
+        return 0
+
     def block(self, text: str, prefix: str = "      | ") -> None:
         for row in text.rstrip("\n").splitlines():
             self.line(f"{prefix}{row}")
@@ -492,13 +502,7 @@ def run_embedded_demo(out: Out | None = None) -> int:
             out.line()
             out.note(f"PostgreSQL stopped; {demo.pg.workdir} removed.")
     out.line()
-    if demo.problems:
-        out.line(out.style("Demo FAILED: something unexpected happened:", "31;1"))
-        for problem in demo.problems:
-            out.line(f"  - {problem}")
-        return 1
-    out.line(out.style("Demo OK: everything happened as expected.", "32;1"))
-    return 0
+    return out.verdict(demo.problems, "Demo", "everything happened as expected.")
 
 
 def main() -> int:

@@ -436,11 +436,5 @@ def run_kube_demo(out: Out | None = None) -> int:
     out.line()
     out.note(f"Total time of the Kubernetes part: {demo.timeline.now():.1f}s")
     out.line()
-    if demo.problems:
-        out.line(out.style("Kubernetes demo FAILED: something unexpected happened:", "31;1"))
-        for problem in demo.problems:
-            out.line(f"  - {problem}")
-        return 1
-    out.line(out.style("Kubernetes demo OK: install and upgrade with the hook Job, each "
-                       "migration applied once, helm test passed.", "32;1"))
-    return 0
+    return out.verdict(demo.problems, "Kubernetes demo", "install and upgrade with the hook "
+                       "Job, each migration applied once, helm test passed.")

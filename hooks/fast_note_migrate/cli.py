@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .durations import parse_duration
@@ -33,8 +33,13 @@ Every option can also be set through the environment variable shown in its help.
 Durations are written like 500ms, 30s, 5m or 1h."""
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def _env_option(group: argparse._ActionsContainer, flag: str, env: str, default: str | None,
+                help: str, *, default_note: str = "", **kwargs: Any) -> None:
+    """An option that also reads ``env``; its help names the variable and the default."""
+    shown = default_note or default
+    tail = f"env: {env}" + (f"; default: {shown}" if shown else "")
+    group.add_argument(flag, default=os.environ.get(env) or default, help=f"{help} ({tail})",
+                       **kwargs)
 
 
 def _duration(text: str) -> float:
@@ -44,50 +49,15 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-LOG_FORMATS = ("text", "json")
-
-
-def _log_format(text: str) -> str:
-    # argparse checks `choices` on flags but not on a default from the environment
-    if text not in LOG_FORMATS:
-        raise argparse.ArgumentTypeError(f"invalid log format {text!r}: use text or json")
-    return text
-
-
-def _global_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("connection and folder")
-    group.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                       metavar="URL",
-                       help="Prisma-style PostgreSQL URL, ?schema= and Prisma's other "
-                       "parameters accepted (env: DATABASE_URL)")
-    group.add_argument("--migrations-dir", default=_env("MIGRATIONS_DIR", "prisma/migrations"),
-                       metavar="DIR",
-                       help="the Prisma migrations folder (env: MIGRATIONS_DIR; "
-                       "default: prisma/migrations)")
-    group.add_argument("--connect-timeout", type=_duration,
-                       default=_env("MIGRATE_CONNECT_TIMEOUT", "1m"), metavar="DURATION",
-                       help="keep retrying an unreachable database this long, then exit 6 "
-                       "(env: MIGRATE_CONNECT_TIMEOUT; default: 1m)")
-    group = parser.add_argument_group("output")
-    group.add_argument("--log-format", type=_log_format, choices=LOG_FORMATS,
-                       default=_env("MIGRATE_LOG_FORMAT", "text"),
-                       help="logs on stderr as text or JSON lines (env: MIGRATE_LOG_FORMAT)")
-    group.add_argument("-v", "--verbose", action="store_true", help="debug logs")
-    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-
-
-def _lock_timeout_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lock-timeout", type=_duration,
-                        default=_env("MIGRATE_LOCK_TIMEOUT", "5m"), metavar="DURATION",
-                        help="wait this long for the migration lock held by another deploy, "
-                        "then name the holder and exit 6 (env: MIGRATE_LOCK_TIMEOUT; "
-                        "default: 5m; Prisma's is a fixed 10s)")
-
-
-def _lint_policy(text: str) -> str:
-    if text not in ("block", "warn", "off"):
-        raise argparse.ArgumentTypeError(f"invalid lint policy {text!r}: block, warn or off")
-    return text
+def _one_of(what: str, *allowed: str) -> Callable[[str], str]:
+    """A type that checks the value (argparse checks `choices` on flags only, not on a
+    default taken from the environment)."""
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"invalid {what} {text!r}: use {' or '.join(allowed)}")
+        return text
+    return parse
 
 
 def _count(text: str) -> int:
@@ -96,62 +66,78 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection and folder")
+    _env_option(group, "--database-url", "DATABASE_URL", None, metavar="URL",
+                help="Prisma-style PostgreSQL URL, ?schema= and Prisma's other parameters "
+                "accepted")
+    _env_option(group, "--migrations-dir", "MIGRATIONS_DIR", "prisma/migrations", metavar="DIR",
+                help="the Prisma migrations folder")
+    _env_option(group, "--connect-timeout", "MIGRATE_CONNECT_TIMEOUT", "1m", type=_duration,
+                metavar="DURATION",
+                help="keep retrying an unreachable database this long, then exit 6")
+    group = parser.add_argument_group("output")
+    _env_option(group, "--log-format", "MIGRATE_LOG_FORMAT", "text",
+                type=_one_of("log format", "text", "json"), metavar="text|json",
+                help="logs on stderr as text or JSON lines")
+    group.add_argument("-v", "--verbose", action="store_true", help="debug logs")
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def _lock_timeout_option(parser: argparse.ArgumentParser) -> None:
+    _env_option(parser, "--lock-timeout", "MIGRATE_LOCK_TIMEOUT", "5m", type=_duration,
+                metavar="DURATION", default_note="5m; Prisma's is a fixed 10s",
+                help="wait this long for the migration lock held by another deploy, then name "
+                "the holder and exit 6")
+
+
 def _lint_policy_option(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--lint-policy", type=_lint_policy, metavar="block|warn|off",
-                        default=_env("MIGRATE_LINT_POLICY", "warn"),
-                        help=f"{what}: destructive or locking operations found by squawk "
-                        "(drop/rename column or table, type change, NOT NULL without default, "
-                        "index without CONCURRENTLY …) block (exit 2), only warn, or (off) "
-                        "are not linted; a `-- fast-note-migrate: allow RULE (why)` comment on "
-                        "the line before a statement acknowledges it (env: MIGRATE_LINT_POLICY; "
-                        "default: warn)")
+    _env_option(parser, "--lint-policy", "MIGRATE_LINT_POLICY", "warn",
+                type=_one_of("lint policy", "block", "warn", "off"), metavar="block|warn|off",
+                help=f"{what}: destructive or locking operations found by squawk "
+                "(drop/rename column or table, type change, NOT NULL without default, "
+                "index without CONCURRENTLY …) block (exit 2), only warn, or (off) "
+                "are not linted; a `-- fast-note-migrate: allow RULE (why)` comment on "
+                "the line before a statement acknowledges it")
 
 
 def _safety_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("safety on a live database")
-    group.add_argument("--statement-lock-timeout", type=_duration, metavar="DURATION",
-                       default=_env("MIGRATE_STATEMENT_LOCK_TIMEOUT", "5s"),
-                       help="lock_timeout for each migration: give up a table lock after this "
-                       "long instead of queueing the app's queries behind it; 0 waits forever "
-                       "(env: MIGRATE_STATEMENT_LOCK_TIMEOUT; default: 5s)")
-    group.add_argument("--statement-timeout", type=_duration, metavar="DURATION",
-                       default=_env("MIGRATE_STATEMENT_TIMEOUT", "0"),
-                       help="statement_timeout for each migration; 0 is off "
-                       "(env: MIGRATE_STATEMENT_TIMEOUT; default: 0)")
-    group.add_argument("--lock-retries", type=_count, metavar="N",
-                       default=_env("MIGRATE_LOCK_RETRIES", "3"),
-                       help="retry a migration that hit the lock timeout (SQLSTATE 55P03) N "
-                       "times with backoff, naming the blocking sessions, before it is "
-                       "recorded as failed (env: MIGRATE_LOCK_RETRIES; default: 3)")
-    group.add_argument("--lock-retry-delay", type=_duration, metavar="DURATION",
-                       default=_env("MIGRATE_LOCK_RETRY_DELAY", "1s"),
-                       help="backoff before the first retry, doubled for each next one, at "
-                       "most 1m (env: MIGRATE_LOCK_RETRY_DELAY; default: 1s)")
+    _env_option(group, "--statement-lock-timeout", "MIGRATE_STATEMENT_LOCK_TIMEOUT", "5s",
+                type=_duration, metavar="DURATION",
+                help="lock_timeout for each migration: give up a table lock after this long "
+                "instead of queueing the app's queries behind it; 0 waits forever")
+    _env_option(group, "--statement-timeout", "MIGRATE_STATEMENT_TIMEOUT", "0",
+                type=_duration, metavar="DURATION",
+                help="statement_timeout for each migration; 0 is off")
+    _env_option(group, "--lock-retries", "MIGRATE_LOCK_RETRIES", "3", type=_count, metavar="N",
+                help="retry a migration that hit the lock timeout (SQLSTATE 55P03) N times "
+                "with backoff, naming the blocking sessions, before it is recorded as failed")
+    _env_option(group, "--lock-retry-delay", "MIGRATE_LOCK_RETRY_DELAY", "1s", type=_duration,
+                metavar="DURATION",
+                help="backoff before the first retry, doubled for each next one, at most 1m")
 
 
 def _phase_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("expand/contract phases")
-    group.add_argument("--phase", choices=("all", "expand", "contract"),
-                       default=_env("MIGRATE_PHASE", "all"),
-                       help="expand (pre-upgrade): apply in order up to the first migration "
-                       "marked `-- fast-note-migrate: phase=contract` (and refuse an expand "
-                       "migration after it); contract (post-upgrade, with --wait-for-rollout): "
-                       "apply the rest once the old pods are gone; all: everything in order "
-                       "(env: MIGRATE_PHASE; default: all)")
-    group.add_argument("--wait-for-rollout", metavar="DEPLOYMENT",
-                       default=os.environ.get("MIGRATE_WAIT_FOR_ROLLOUT") or None,
-                       help="before applying, wait until this Deployment's rollout is complete "
-                       "and no pod of an older ReplicaSet remains; needs the [kubernetes] "
-                       "extra and get/list on deployments, replicasets, pods "
-                       "(env: MIGRATE_WAIT_FOR_ROLLOUT)")
-    group.add_argument("--namespace", metavar="NS",
-                       default=os.environ.get("MIGRATE_NAMESPACE") or None,
-                       help="the Deployment's namespace (env: MIGRATE_NAMESPACE; default: "
-                       "POD_NAMESPACE, the pod's own namespace, or the kubeconfig's)")
-    group.add_argument("--rollout-timeout", type=_duration, metavar="DURATION",
-                       default=_env("MIGRATE_ROLLOUT_TIMEOUT", "10m"),
-                       help="give up waiting for the rollout after this long and exit 3 "
-                       "(env: MIGRATE_ROLLOUT_TIMEOUT; default: 10m)")
+    _env_option(group, "--phase", "MIGRATE_PHASE", "all",
+                type=_one_of("phase", "all", "expand", "contract"),
+                metavar="all|expand|contract",
+                help="expand (pre-upgrade): apply in order up to the first migration marked "
+                "`-- fast-note-migrate: phase=contract` (and refuse an expand migration after "
+                "it); contract (post-upgrade, with --wait-for-rollout): apply the rest once "
+                "the old pods are gone; all: everything in order")
+    _env_option(group, "--wait-for-rollout", "MIGRATE_WAIT_FOR_ROLLOUT", None,
+                metavar="DEPLOYMENT",
+                help="before applying, wait until this Deployment's rollout is complete and "
+                "no pod of an older ReplicaSet remains; needs the [kubernetes] extra and "
+                "get/list on deployments, replicasets, pods")
+    _env_option(group, "--namespace", "MIGRATE_NAMESPACE", None, metavar="NS",
+                default_note="POD_NAMESPACE, the pod's own namespace, or the kubeconfig's",
+                help="the Deployment's namespace")
+    _env_option(group, "--rollout-timeout", "MIGRATE_ROLLOUT_TIMEOUT", "10m", type=_duration,
+                metavar="DURATION",
+                help="give up waiting for the rollout after this long and exit 3")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,13 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = verb("wait", "wait until every local migration is applied (for app pods); "
                "the database being ahead, or contract migrations pending, is fine")
-    sub.add_argument("--timeout", type=_duration, default=_env("MIGRATE_WAIT_TIMEOUT", "10m"),
-                     metavar="DURATION",
-                     help="give up after this long and exit 3 (env: MIGRATE_WAIT_TIMEOUT; "
-                     "default: 10m)")
-    sub.add_argument("--interval", type=_duration, default=_env("MIGRATE_WAIT_INTERVAL", "2s"),
-                     metavar="DURATION",
-                     help="time between two checks (env: MIGRATE_WAIT_INTERVAL; default: 2s)")
+    _env_option(sub, "--timeout", "MIGRATE_WAIT_TIMEOUT", "10m", type=_duration,
+                metavar="DURATION", help="give up after this long and exit 3")
+    _env_option(sub, "--interval", "MIGRATE_WAIT_INTERVAL", "2s", type=_duration,
+                metavar="DURATION", help="time between two checks")
 
     verb("verify", "check that the database matches these migrations: nothing failed, "
          "pending (but contract migrations) or edited (what `helm test` runs)")

@@ -173,6 +173,8 @@ ROWS: list[BadInput] = [
              ("deploy",), 2, "invalid duration 'forever'", env={"MIGRATE_LOCK_TIMEOUT": "forever"}),
     BadInput("env-log-format", "environment", "`MIGRATE_LOG_FORMAT=yaml`",
              ("status",), 2, "invalid log format 'yaml'", env={"MIGRATE_LOG_FORMAT": "yaml"}),
+    BadInput("env-phase", "environment", "`MIGRATE_PHASE=later` (not a phase)",
+             ("deploy",), 2, "invalid phase 'later'", env={"MIGRATE_PHASE": "later"}),
     BadInput("env-dir-missing", "environment", "`MIGRATIONS_DIR` points nowhere",
              ("verify",), 2, "does not exist", "MIGRATIONS_DIR",
              env={"MIGRATIONS_DIR": "/nonexistent/prisma/migrations"}),

@@ -82,6 +82,15 @@ class Out:
     def note(self, text: str) -> None:
         self.line(f"      {text}")
 
+    def check(self, ok: bool, text: str, problems: list[str]) -> bool:
+        """Print an ok/FAIL line; a failure is also added to ``problems``."""
+        if ok:
+            self.ok(text)
+        else:
+            self.fail(text)
+            problems.append(text)
+        return ok
+
     def verdict(self, problems: list[str], what: str, ok_text: str) -> int:
         """The closing line of a demo: its exit code, 1 if anything unexpected happened."""
         if problems:
@@ -159,12 +168,7 @@ class Demo:
         self.milestones.append((self.now() if at is None else at, actor, what))
 
     def check(self, ok: bool, text: str) -> bool:
-        if ok:
-            self.out.ok(text)
-        else:
-            self.out.fail(text)
-            self.problems.append(text)
-        return ok
+        return self.out.check(ok, text, self.problems)
 
     def command(self) -> list[str]:
         script = Path(sys.executable).with_name("fast-note-migrate")

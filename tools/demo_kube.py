@@ -229,12 +229,7 @@ class KubeDemo:
         self.cluster_dir = Path()  # the node agent's folder, set once the cluster exists
 
     def check(self, ok: bool, text: str) -> bool:
-        if ok:
-            self.out.ok(text)
-        else:
-            self.out.fail(text)
-            self.problems.append(text)
-        return ok
+        return self.out.check(ok, text, self.problems)
 
     def run(self) -> None:
         from tests.e2e import catalogue

@@ -18,7 +18,7 @@ e2e-deps: venv tools $(BIN)/.e2e-installed ## Install the e2e Python deps (kuber
 
 .PHONY: e2e-control-plane
 e2e-control-plane: ## Build kube-apiserver/kube-controller-manager 1.20.2 once (~6 min cold), install etcd
-	@FAST_NOTE_E2E_CACHE=$(E2E_CACHE) bash tools/kube/build-control-plane.sh >/dev/null
+	@FAST_NOTE_E2E_CACHE=$(E2E_CACHE) bash testkit/kube/build-control-plane.sh >/dev/null
 
 .PHONY: e2e
 e2e: e2e-deps e2e-control-plane ## End-to-end tests on a local control plane + node agent (Helm 3 and 4)
@@ -35,7 +35,7 @@ e2e-cluster: e2e-deps ## The same tests against the cluster in KUBECONFIG (image
 
 .PHONY: e2e-up
 e2e-up: e2e-deps e2e-control-plane ## Start the local control plane + node agent and wait (Ctrl-C stops it)
-	FAST_NOTE_E2E_CACHE=$(E2E_CACHE) $(BIN)/python -m tools.kube.cluster
+	FAST_NOTE_E2E_CACHE=$(E2E_CACHE) $(BIN)/python -m testkit.kube.cluster
 
 .PHONY: e2e-clean
 e2e-clean: ## Remove the cached control plane binaries and source ($(E2E_CACHE))

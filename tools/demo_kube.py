@@ -2,9 +2,9 @@
 
 ``tools.demo`` runs it after the embedded demo when it can (see :func:`unavailable_reason`):
 
-1. an embedded PostgreSQL, the local control plane (``tools.kube.cluster.LocalCluster``:
+1. an embedded PostgreSQL, the local control plane (``testkit.kube.cluster.LocalCluster``:
    etcd, kube-apiserver, kube-controller-manager) and the node agent, with the app image
-   tags of ``tests/e2e/catalogue.py`` (``0.9.0`` = the example migrations but the last,
+   tags of ``testkit/catalogue.py`` (``0.9.0`` = the example migrations but the last,
    ``1.0.0`` = all of them);
 2. ``helm upgrade --install --wait`` of the release ``fast-note``, strategy ``hook``, image
    ``0.9.0``, on an empty database: the pre-install hook Job migrates, the pods start;
@@ -43,17 +43,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.demo import Out
-from tools.kube.cluster import (
+from testkit.kube.cluster import (
     DEFAULT_CACHE,
     K8S_VERSION,
     LocalCluster,
     control_plane_cached,
     control_plane_dir,
 )
+from tools.demo import Out
 
 if TYPE_CHECKING:  # imported when the part runs: tests.e2e needs psycopg (and pytest)
-    from tests.e2e.harness import Database, Helm, Kube
+    from testkit.harness import Database, Helm, Kube
 
 RELEASE = "fast-note"
 NAMESPACE = "fast-note-demo"
@@ -71,7 +71,7 @@ def unavailable_reason(cache: Path = DEFAULT_CACHE) -> str | None:
     Mirrors ``ensure_control_plane``'s "already built" test, so that starting the cluster
     never triggers the ~6 min build from `make demo`.
     """
-    from tests.e2e.harness import HELMS, KUBECTL  # needs psycopg only
+    from testkit.harness import HELMS, KUBECTL  # needs psycopg only
 
     if not control_plane_cached(cache):
         return f"the control plane is not built in {control_plane_dir(cache)}"
@@ -232,9 +232,9 @@ class KubeDemo:
         return self.out.check(ok, text, self.problems)
 
     def run(self) -> None:
-        from tests.e2e import catalogue
-        from tests.e2e.harness import Database, Helm, Images, Kube, example_migrations
-        from tools.pgserver import PostgresServer
+        from testkit import catalogue
+        from testkit.harness import Database, Helm, Images, Kube, example_migrations
+        from testkit.pgserver import PostgresServer
 
         out = self.out
         with contextlib.ExitStack() as stack:
@@ -300,8 +300,8 @@ class KubeDemo:
 
     def upgrade(self, helm: Helm, kube: Kube, watcher: Watcher, tag: str, verb: str,
                 applies: list[str]) -> None:
-        from tests.e2e.harness import migration_jobs
-        from tests.e2e.harness import release_values as values
+        from testkit.harness import migration_jobs
+        from testkit.harness import release_values as values
 
         chosen = values("hook", tag, replicas=REPLICAS)
         chosen["migration"]["logFormat"] = "json"  # the log lines' times, to the millisecond
@@ -355,7 +355,7 @@ class KubeDemo:
             return self.timeline.now(), "raw", line
 
     def app_serving(self, kube: Kube, tag: str) -> set[str]:
-        from tests.e2e.harness import pod_image, pod_ready
+        from testkit.harness import pod_image, pod_ready
 
         pods = kube.app_pods(RELEASE)
         ready = [p for p in pods if pod_ready(p) and pod_image(p) == f"fast-note:{tag}"]

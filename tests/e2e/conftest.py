@@ -2,7 +2,7 @@
 
 ``make e2e`` runs them (``FAST_NOTE_E2E=1 pytest -m e2e tests/e2e``): it starts the local
 control plane (etcd, kube-apiserver, kube-controller-manager built from Debian's source,
-see tools/kube/cluster.py) and the node agent once per session and stops everything at the
+see testkit/kube/cluster.py) and the node agent once per session and stops everything at the
 end, also on a failure or Ctrl-C. A plain ``pytest`` run skips these tests.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Database, Helm, Images, Kube, run
-from tools.kube.cluster import LocalCluster
-from tools.pgserver import PostgresServer
+from testkit.harness import Database, Helm, Images, Kube, run
+from testkit.kube.cluster import LocalCluster
+from testkit.pgserver import PostgresServer
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -146,7 +146,7 @@ def kube(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Kube]:
 
 
 def _kubectl(cluster: Cluster) -> list[str]:
-    from tests.e2e.harness import KUBECTL
+    from testkit.harness import KUBECTL
     return [str(KUBECTL)]
 
 
@@ -188,7 +188,7 @@ def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _tools_present() -> None:
-    from tests.e2e.harness import HELMS, KUBECTL
+    from testkit.harness import HELMS, KUBECTL
     missing = [str(p) for p in (KUBECTL, *HELMS.values()) if not p.exists()]
     if missing:
         pytest.exit(f"missing {', '.join(missing)}: run `make tools` first", returncode=2)

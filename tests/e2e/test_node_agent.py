@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
+from testkit.harness import Database, Images, Kube, pod_ready
 from tests.e2e.conftest import Cluster
-from tests.e2e.harness import Database, Images, Kube, pod_ready
 
 DB_ENV = "{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: fast-note-db, key: database-url}}}"
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import catalogue
-from tests.e2e.conftest import Cluster
-from tests.e2e.harness import (
+from testkit import catalogue
+from testkit.harness import (
     APP_REPOSITORY,
     RELEASE,
     Database,
@@ -27,7 +26,8 @@ from tests.e2e.harness import (
     pod_image,
     pod_ready,
 )
-from tests.e2e.harness import release_values as values
+from testkit.harness import release_values as values
+from tests.e2e.conftest import Cluster
 
 HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
 

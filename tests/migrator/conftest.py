@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from fast_note_migrate.cli import main
-from tools.pgserver import PostgresServer
+from testkit.pgserver import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "prisma" / "migrations"

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tools.pgserver import PostgresServer, free_port
+from testkit.pgserver import PostgresServer, free_port
 
 from .conftest import CLI, REPO, Database, Migrations, run_cli
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from testkit.pgserver import PostgresServer
 from tests.migrator.conftest import (  # noqa: F401 - fixtures re-exported for these tests
     REPO,
     Database,
@@ -27,7 +28,6 @@ from tests.migrator.conftest import (  # noqa: F401 - fixtures re-exported for t
     migrate,
     migrations,
 )
-from tools.pgserver import PostgresServer
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "fast_note_migrate"]

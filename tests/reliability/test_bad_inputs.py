@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.pgserver import free_port
+from testkit.pgserver import free_port
 
 from .bad_inputs import PASSWORD, ROWS, BadInput, markdown
 from .conftest import REPO, Database, Migrations, run, snapshot

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tools.pgserver import PostgresServer
+from testkit.pgserver import PostgresServer
 
 from .conftest import CLI, REPO, Database, Migrations, new_database, wait_until
 

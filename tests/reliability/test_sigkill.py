@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.pgserver import PostgresServer
+from testkit.pgserver import PostgresServer
 
 from .conftest import (
     CLI,

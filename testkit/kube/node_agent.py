@@ -58,7 +58,7 @@ from kubernetes.client.rest import ApiException
 
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tools.kube import images
+from testkit.kube import images
 
 LOG = logging.getLogger("node-agent")
 RUN_CONTAINER = Path(__file__).resolve().parent / "run_container.py"

@@ -1,7 +1,7 @@
 """The app image tags the scenarios deploy, and which migrations each carries.
 
-Locally the node agent serves these from a folder (``tools/kube/images.py``). For a real
-cluster, ``python -m tests.e2e.catalogue OUT`` writes one Docker build context per tag
+Locally the node agent serves these from a folder (``testkit/kube/images.py``). For a real
+cluster, ``python -m testkit.catalogue OUT`` writes one Docker build context per tag
 (the stand-in app plus that tag's migrations): build them as ``<your registry>/fast-note:<tag>``
 and point ``FAST_NOTE_E2E_APP_REPOSITORY`` at ``<your registry>/fast-note``.
 """
@@ -12,8 +12,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from tests.e2e.harness import EXAMPLES, Images, example_migrations
-from tools.kube import images as image_table
+from testkit.harness import EXAMPLES, Images, example_migrations
+from testkit.kube import images as image_table
 
 # A migration that fails half-way (the table does not exist), and its fixed version under
 # the same name: after `resolve --rolled-back` the fixed image re-applies it.

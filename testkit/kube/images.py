@@ -5,7 +5,7 @@ There is no container runtime here, so an image reference is mapped to a local r
 * ``fast-note-migrate`` (any registry, any tag) -> this repository's migrator, the
   ``fast-note-migrate`` script beside the Python that runs the agent (the image's
   ENTRYPOINT is ``fast-note-migrate``; a pod's ``command`` replaces it, ``args`` follow).
-* ``fast-note`` (the app) -> ``tools/kube/standin_app.py`` (ENTRYPOINT), and the image's
+* ``fast-note`` (the app) -> ``testkit/kube/standin_app.py`` (ENTRYPOINT), and the image's
   file tree from the *images folder*: ``<images>/fast-note/<tag>/`` holds the files the
   image would have, e.g. ``<images>/fast-note/1.0.0/app/prisma/migrations/<name>/migration.sql``.
   Each top-level folder of the tag folder is bind-mounted at ``/<name>`` inside the

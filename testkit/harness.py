@@ -1,6 +1,6 @@
 """Helpers of the end-to-end tests: kubectl, helm, the app images and the database.
 
-The tests run against the local control plane (``tools/kube/cluster.py``) by default; with
+The tests run against the local control plane (``testkit/kube/cluster.py``) by default; with
 ``FAST_NOTE_E2E_KUBECONFIG`` they run against that cluster instead (see docs/e2e.md).
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import psycopg
 
-from tools.kube import images
+from testkit.kube import images
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "fast-note"
 TOOLS = REPO / ".tools" / "bin"
 KUBECTL = TOOLS / "kubectl"

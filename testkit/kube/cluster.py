@@ -5,7 +5,7 @@ once from Debian's source package by ``build-control-plane.sh`` and cached outsi
 repository) on 127.0.0.1, and optionally the node agent (``node_agent.py``, a test double
 of the kubelet), then yields a kubeconfig path::
 
-    from tools.kube.cluster import LocalCluster
+    from testkit.kube.cluster import LocalCluster
 
     with LocalCluster() as cluster:
         subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "ns"])
@@ -14,7 +14,7 @@ Every process runs in its own process group and is stopped (SIGTERM, then SIGKIL
 the block ends, on an exception or on Ctrl-C. When started from the main thread, the
 children also get a parent-death signal, so a killed test run leaves nothing behind.
 
-``python -m tools.kube.cluster`` starts a cluster and waits (Ctrl-C stops it): handy to
+``python -m testkit.kube.cluster`` starts a cluster and waits (Ctrl-C stops it): handy to
 poke at it by hand with the printed KUBECONFIG.
 """
 
@@ -293,9 +293,9 @@ class LocalCluster:
         ])
 
     def start_node_agent(self) -> Process:
-        """Start the node agent (``tools/kube/node_agent.py``) against this cluster."""
+        """Start the node agent (``testkit/kube/node_agent.py``) against this cluster."""
         self.agent_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "tools.kube.node_agent",
+        argv = [sys.executable, "-m", "testkit.kube.node_agent",
                 "--kubeconfig", str(self.kubeconfig), "--workdir", str(self.agent_dir)]
         if self.images_dir is not None:
             argv += ["--images", str(self.images_dir)]

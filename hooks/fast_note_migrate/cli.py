@@ -14,8 +14,8 @@ from .durations import parse_duration
 from .errors import EXIT_CODE_MEANINGS, ExitCode, MigrateError
 
 if TYPE_CHECKING:
-    from .commands import DeployOptions
-    from .execution import Settings
+    from .deploy import DeployOptions
+    from .runner import Settings
 
 log = logging.getLogger("fast_note_migrate")
 
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from .execution import Settings
+    from .runner import Settings
 
     return Settings(lock_timeout=args.statement_lock_timeout,
                     statement_timeout=args.statement_timeout,
@@ -212,7 +212,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _deploy_options(args: argparse.Namespace) -> DeployOptions:
-    from .commands import DeployOptions
+    from .deploy import DeployOptions
     from .lint import Policy
     from .phases import Phase
 

@@ -8,32 +8,25 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import lock, phases
-from .db import DatabaseUrl, connect, redact
+from . import lock
+from .db import DatabaseUrl, connect
+from .deploy import Deployer, DeployOptions, blocked
 from .durations import format_duration
-from .errors import (
-    ConfigError,
-    DatabaseError,
-    ExitCode,
-    HistoryBlocked,
-    MigrationFailed,
-    NotUpToDate,
-)
-from .execution import Runner, ScriptFailed, Settings, needs_split
+from .errors import ConfigError, ExitCode, NotUpToDate
+from .history import History
 from .lint import Policy
 from .migrations import Migration, MigrationsDir
 from .phases import Phase
-from .state import MigrationState, Report, State
+from .runner import Settings
+from .state import Report, State
 
 if TYPE_CHECKING:
     import psycopg
 
-    from .history import History
     from .lint import Finding
-    from .rollout import Target
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +48,6 @@ class Context:
             conn.close()
 
     def history(self, conn: psycopg.Connection) -> History:
-        from .history import History
-
         return History(conn, self.url.schema)
 
     def report(self, conn: psycopg.Connection, local: list[Migration]) -> Report:
@@ -68,118 +59,6 @@ def out(text: str = "") -> None:
 
 
 # deploy ---------------------------------------------------------------------------
-
-
-def _failure_logs(exc: Exception, offset: int, script: str, line: int | None = None) -> str:
-    """Prisma-style logs text for a failed script: SQLSTATE, message, position."""
-    import psycopg
-
-    if not isinstance(exc, psycopg.Error):
-        return str(exc)
-    diag = exc.diag
-    lines = [f"Database error code: {diag.sqlstate or 'unknown'}", "", "Database error:",
-             f"{diag.severity or 'ERROR'}: {diag.message_primary or str(exc).strip()}"]
-    for label, value in (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)):
-        if value:
-            lines.append(f"{label}: {value}")
-    if diag.statement_position:
-        position = max(1, int(diag.statement_position) - offset)
-        line = script.count("\n", 0, position - 1) + 1
-        lines += ["", f"Position: character {position}, line {line} of migration.sql"]
-    elif line is not None:  # a statement run on its own (outside a transaction)
-        lines += ["", f"Statement at line {line} of migration.sql"]
-    return redact("\n".join(lines))
-
-
-def _apply_one(conn: psycopg.Connection, history: History, migration: Migration,
-               settings: Settings | None = None) -> None:
-    """Apply one migration and record it in Prisma's table, or record its failure.
-
-    A script runs as ONE simple-protocol query (SET LOCAL timeouts; script; INSERT the
-    finished row), one implicit transaction: the script and its bookkeeping commit
-    together or not at all, even if this process is killed, and a try that hit a lock
-    timeout leaves no row behind before it is retried. A script with statements that
-    cannot run in a transaction block runs statement by statement, in Prisma's three
-    steps (INSERT started row, script, UPDATE finished; see execution).
-    """
-    import psycopg
-
-    script = migration.executable_sql()
-    runner = Runner(conn, settings or Settings())
-    try:
-        if needs_split(script):
-            insert = history.insert_started(migration.name, migration.checksum).as_string(conn)
-            finish = history.mark_finished(migration.name).as_string(conn)
-            runner.split(migration.name, script, insert, finish)
-        else:
-            applied = history.insert_applied(migration.name, migration.checksum).as_string(conn)
-            runner.transactional(migration.name, script, applied)
-    except ScriptFailed as failure:
-        exc = failure.error
-        if isinstance(exc, psycopg.OperationalError) and (conn.closed or conn.broken):
-            raise DatabaseError(
-                f"lost the database connection while applying {migration.name}: "
-                f"{redact(str(exc).strip())}",
-                hint="PostgreSQL rolled back the unfinished migration unless it had committed; "
-                "run `fast-note-migrate status`, then deploy again",
-            ) from None
-        _record_and_raise(conn, history, migration, exc, failure.offset, script,
-                          started=failure.started, line=failure.line)
-
-
-def _record_and_raise(conn: psycopg.Connection, history: History, migration: Migration,
-                      exc: Exception, offset: int, script: str, *, started: bool,
-                      line: int | None = None) -> None:
-    logs = _failure_logs(exc, offset, script, line)
-    history.record_failure(migration.name, migration.checksum, logs, started=started)
-    raise MigrationFailed(
-        f"migration {migration.name} failed and is recorded as failed:\n{logs}",
-        hint=f"fix the migration, then mark it with `fast-note-migrate resolve --rolled-back "
-        f"{migration.name}` (if it changed nothing) or `resolve --applied {migration.name}` "
-        "(if you finished it by hand), and deploy again",
-        prisma_code="P3018",
-    )
-
-
-def _blocked(failed: list[MigrationState]) -> HistoryBlocked:
-    name = failed[0].name
-    return HistoryBlocked(
-        f"migration {name} failed earlier and blocks every later migration",
-        hint=f"read its logs with `fast-note-migrate status`; undo what it did, then run "
-        f"`fast-note-migrate resolve --rolled-back {name}`, or finish it by hand and run "
-        f"`fast-note-migrate resolve --applied {name}`",
-        prisma_code="P3009",
-    )
-
-
-def _check_baseline(history: History) -> None:
-    others = history.other_tables()
-    if others:
-        shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
-        raise ConfigError(
-            f"schema {history.schema!r} already has tables ({shown}) but no migration history",
-            hint="baseline it: for each migration already reflected in the schema, run "
-            "`fast-note-migrate resolve --applied <name>`, then deploy",
-            prisma_code="P3005",
-        )
-
-
-def _warn_drift(report: Report) -> None:
-    for item in report.edited:
-        log.warning("migration %s was edited after it was applied (checksum differs)", item.name)
-    for item in report.missing_locally:
-        log.warning("migration %s is applied but not in the migrations folder "
-                    "(the database is ahead of this image)", item.name)
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    """deploy's safety options (docs/safe-migrations.md); the defaults lint nothing."""
-
-    lint_policy: Policy = Policy.OFF
-    execution: Settings = field(default_factory=Settings)
-    phase: Phase = Phase.ALL
-    rollout: Target | None = None  # wait for this Deployment's rollout first
 
 
 def _wait_for_rollout(ctx: Context, local: list[Migration], options: DeployOptions) -> None:
@@ -199,14 +78,6 @@ def _wait_for_rollout(ctx: Context, local: list[Migration], options: DeployOptio
     rollout.wait(options.rollout)
 
 
-def _lint_pending(conn: psycopg.Connection, pending: list[Migration],
-                  options: DeployOptions) -> None:
-    from . import lint
-
-    version = conn.info.server_version
-    lint.check(pending, options.lint_policy, pg_version=f"{version // 10000}.{version % 100}")
-
-
 def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False,
            options: DeployOptions | None = None) -> ExitCode:
     """Apply every pending migration, in order, under Prisma's advisory lock."""
@@ -215,70 +86,31 @@ def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False,
     if not dry_run:
         _wait_for_rollout(ctx, local, options)
     with ctx.connection("deploy") as conn:
-        history = ctx.history(conn)
+        deployer = Deployer(conn, ctx.url.schema, options)
         if dry_run:
-            return _plan(ctx, conn, local, options)
+            return _print_plan(ctx, deployer, local)
         waited = lock.acquire(conn, lock_timeout)
         if waited > 0.5:
             log.info("got the migration lock after %s", format_duration(waited))
-        exists, pending = _checked_pending(history, local)
-        pending = phases.select(pending, options.phase)
-        _lint_pending(conn, pending, options)  # refuses (exit 2) before any change
-        if not exists:
-            history.create()
-        return _apply_all(conn, history, pending, options.execution)
-
-
-def _checked_pending(history: History, local: list[Migration]) -> tuple[bool, list[Migration]]:
-    """Whether the history table exists, and the pending migrations, after the checks
-    that refuse a deploy before any change: baseline needed (P3005), a failed migration
-    (P3009), a pending file that cannot be read or is not UTF-8."""
-    exists = history.exists()
-    if not exists:
-        _check_baseline(history)
-    report = Report.build(local, history.rows() if exists else [])
-    if report.failed:
-        raise _blocked(report.failed)
-    _warn_drift(report)
-    pending = [item.local for item in report.pending if item.local is not None]
-    for migration in pending:
-        migration.executable_sql()
-    return exists, pending
-
-
-def _apply_all(conn: psycopg.Connection, history: History, pending: list[Migration],
-               settings: Settings | None = None) -> ExitCode:
-    if not pending:
-        log.info("no pending migrations: the database is up to date")
+        plan = deployer.plan(local)
+        deployer.lint(plan)  # refuses (exit 2) before any change
+        deployer.apply(plan)
         return ExitCode.OK
-    log.info("%d pending migration(s) to apply", len(pending))
-    started = time.monotonic()
-    for index, migration in enumerate(pending, 1):
-        log.info("applying %s (%d/%d)", migration.name, index, len(pending))
-        t0 = time.monotonic()
-        _apply_one(conn, history, migration, settings)
-        log.info("applied %s in %s", migration.name, format_duration(time.monotonic() - t0))
-    log.info("applied %d migration(s) in %s", len(pending),
-             format_duration(time.monotonic() - started))
-    return ExitCode.OK
 
 
-def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration],
-          options: DeployOptions | None = None) -> ExitCode:
-    options = options or DeployOptions()
-    exists, pending = _checked_pending(ctx.history(conn), local)
+def _print_plan(ctx: Context, deployer: Deployer, local: list[Migration]) -> ExitCode:
+    plan = deployer.plan(local)
     out(f"Dry run: nothing is changed in {ctx.url.display}")
-    if not exists:
+    if plan.create_table:
         out(f"would create the table {ctx.url.schema}._prisma_migrations")
-    selected = phases.select(pending, options.phase)
-    _lint_pending(conn, selected, options)
-    for migration in pending:
-        if migration in selected:
-            how = " (statement by statement)" if needs_split(migration.executable_sql()) else ""
+    deployer.lint(plan)
+    for migration in plan.pending:
+        if migration in plan.selected:
+            how = " (statement by statement)" if plan.splits(migration) else ""
             out(f"would apply {migration.name}{how}")
         else:
             out(f"would leave {migration.name} for the contract phase (deploy --phase contract)")
-    out(f"{len(selected)} migration(s) would be applied")
+    out(f"{len(plan.selected)} migration(s) would be applied")
     return ExitCode.OK
 
 
@@ -287,8 +119,7 @@ def _plan(ctx: Context, conn: psycopg.Connection, local: list[Migration],
 def _local_with_scripts(ctx: Context) -> list[Migration]:
     local = ctx.migrations.list()
     for migration in local:
-        if not migration.has_script:
-            migration.raw  # noqa: B018 - raises the P3015 error with its hint
+        migration.check_exists()
     return local
 
 
@@ -351,7 +182,7 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
         while True:
             report = Report.build(local, history.rows())
             if report.failed:
-                raise _blocked(report.failed)
+                raise blocked(report.failed)
             if report.edited:
                 from .errors import Drift
 
@@ -501,10 +332,9 @@ def down(ctx: Context, *, to: str, lock_timeout: float, dry_run: bool = False,
 
     local = ctx.migrations.list()
     with ctx.connection("down") as conn:
-        history = ctx.history(conn)
         if not dry_run:
             lock.acquire(conn, lock_timeout)
-        steps = downs.plan(Report.build(local, history.rows()), to)
+        steps = downs.plan(ctx.report(conn, local), to)
         if dry_run:
             out(f"Dry run: nothing is changed in {ctx.url.display}")
             for migration in steps:
@@ -514,6 +344,6 @@ def down(ctx: Context, *, to: str, lock_timeout: float, dry_run: bool = False,
         if not steps:
             log.info("nothing to roll back: %s is the newest applied migration", to)
             return ExitCode.OK
-        downs.apply(conn, history, steps, settings or Settings())
+        downs.apply(conn, ctx.url.schema, steps, settings or Settings())
         log.info("rolled back %d migration(s); %s is now the newest applied", len(steps), to)
         return ExitCode.OK

@@ -1,10 +1,9 @@
-"""Database URLs (Prisma style), password redaction and connections with retries."""
+"""Database URLs (Prisma style) and connections with retries."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .durations import format_duration
 from .errors import ConfigError, ConnectTimeout, DatabaseError
+from .redaction import redact, remember_password
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,28 +32,6 @@ PRISMA_ONLY_PARAMS = frozenset(
 )
 URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?schema=public"
 
-_secrets: set[str] = set()
-# URL parameters that carry a secret (Prisma Accelerate's api_key, libpq's passwords).
-_SECRET_PARAM = re.compile(r"([?&](?:api_key|password|sslpassword)=)[^&\s]*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Replace every password this process has seen with ``****``."""
-    for secret in _secrets:
-        text = text.replace(secret, "****")
-    text = re.sub(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^@\s]*@", r"\1****@", text,
-                  flags=re.IGNORECASE)
-    return _SECRET_PARAM.sub(r"\1****", text)
-
-
-def _remember_password(url: str) -> None:
-    """Note the URL's password so that no output ever shows it, even of a bad URL."""
-    match = re.match(r"^\s*[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", url, re.IGNORECASE)
-    if match:
-        _secrets.add(match.group(1))
-        _secrets.add(unquote(match.group(1)))
-
-
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A parsed Prisma-style PostgreSQL URL."""
@@ -70,7 +48,7 @@ class DatabaseUrl:
                 "no database URL given",
                 hint=f"set DATABASE_URL or pass --database-url, e.g. {URL_EXAMPLE}",
             )
-        _remember_password(url)
+        remember_password(url)
         try:
             parts = urlsplit(url.strip())
             port = parts.port

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 
 from .durations import format_duration
 from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
-from .execution import Runner, ScriptFailed, Settings, needs_split
+from .history import History
 from .migrations import DOWN_SCRIPT_NAME, Migration
+from .runner import Runner, ScriptFailed, Settings
 from .state import MigrationState, Report, State
+from .statements import needs_split
 
 if TYPE_CHECKING:
     import psycopg
-
-    from .history import History
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,18 @@ def read_down(migration: Migration) -> str:
                           hint="check the file's permissions") from None
 
 
-def apply(conn: psycopg.Connection, history: History, steps: list[Migration],
+def apply(conn: psycopg.Connection, schema: str, steps: list[Migration],
           settings: Settings) -> None:
     """Run the down scripts newest first, each with its bookkeeping UPDATE."""
     import psycopg
 
     scripts = {m.name: read_down(m) for m in steps}  # every file readable before we start
+    history = History(conn, schema)
     runner = Runner(conn, settings)
     for index, migration in enumerate(steps, 1):
         log.info("rolling back %s (%d/%d)", migration.name, index, len(steps))
         t0 = time.monotonic()
-        after = history.mark_applied_rolled_back(migration.name).as_string(conn)
+        after = history.mark_applied_rolled_back(migration.name)
         script = scripts[migration.name]
         try:
             if needs_split(script):

@@ -78,6 +78,10 @@ class History:
     def _q(self, template: str, **parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(table=self.table, **parts)
 
+    def _text(self, template: str, **parts: sql.Composable) -> str:
+        """A bookkeeping statement as text, for the runner to send with a script."""
+        return self._q(template, **parts).as_string(self.conn)
+
     def exists(self) -> bool:
         found = self.conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL",
@@ -115,26 +119,26 @@ class History:
 
     # Writes -----------------------------------------------------------------
 
-    def insert_started(self, name: str, checksum: str) -> sql.Composed:
+    def insert_started(self, name: str, checksum: str) -> str:
         """The INSERT Prisma does before running a script (returned, not executed)."""
         row_id = self._started[name] = _new_id()
-        return self._q(
+        return self._text(
             "INSERT INTO {table} (id, checksum, migration_name, started_at, applied_steps_count)"
             " VALUES ({id}, {checksum}, {name}, clock_timestamp(), 0)",
             id=sql.Literal(row_id), checksum=sql.Literal(checksum),
             name=sql.Literal(name))
 
-    def insert_applied(self, name: str, checksum: str) -> sql.Composed:
+    def insert_applied(self, name: str, checksum: str) -> str:
         """The finished row in one statement, for a script run in the same transaction
         (returned, not executed): ``started_at`` is the transaction's start, so the row
         reads exactly as Prisma's INSERT-then-UPDATE leaves it."""
-        return self._q(
+        return self._text(
             "INSERT INTO {table} (id, checksum, migration_name, started_at, finished_at,"
             " applied_steps_count) VALUES ({id}, {checksum}, {name}, now(),"
             " clock_timestamp(), 1)",
             id=sql.Literal(_new_id()), checksum=sql.Literal(checksum), name=sql.Literal(name))
 
-    def mark_finished(self, name: str) -> sql.Composed:
+    def mark_finished(self, name: str) -> str:
         """The UPDATE Prisma does after a script succeeded (returned, not executed).
 
         It finds the row by the id of ``insert_started``: the table has no index on
@@ -142,7 +146,7 @@ class History:
         row_id = self._started.get(name)
         where = (self._q("id = {id}", id=sql.Literal(row_id)) if row_id is not None
                  else self._q("migration_name = {name}", name=sql.Literal(name)))
-        return self._q(
+        return self._text(
             "UPDATE {table} SET finished_at = clock_timestamp(),"
             " applied_steps_count = applied_steps_count + 1"
             " WHERE {where} AND finished_at IS NULL AND rolled_back_at IS NULL",
@@ -181,9 +185,9 @@ class History:
             name=sql.Literal(name)))
         return cursor.rowcount
 
-    def mark_applied_rolled_back(self, name: str) -> sql.Composed:
+    def mark_applied_rolled_back(self, name: str) -> str:
         """``down``: mark the applied row of ``name`` rolled back (returned, not executed)."""
-        return self._q(
+        return self._text(
             "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
             " AND finished_at IS NOT NULL AND rolled_back_at IS NULL",
             name=sql.Literal(name))

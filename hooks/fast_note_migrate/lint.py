@@ -22,8 +22,8 @@ from functools import cached_property
 from pathlib import Path
 
 from .errors import ConfigError
-from .execution import Statement, needs_split, split
 from .migrations import Migration
+from .statements import IDENT, Statement, needs_split, split, unquote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,12 @@ _TABLE_RULES = frozenset(GUARDED) - {"ban-drop-database", "ban-truncate-cascade"
 
 _ACK = re.compile(r"^\s*--\s*fast-note-migrate:\s*allow\s+(?P<rules>[\w-]+(?:\s*,\s*[\w-]+)*)"
                   r"\s*(?:\((?P<reason>.*)\))?\s*$", re.IGNORECASE)
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_QUALIFIED = rf"(?:{_IDENT}\s*\.\s*)?(?P<table>{_IDENT})"
+_QUALIFIED = rf"(?:{IDENT}\s*\.\s*)?(?P<table>{IDENT})"
 _TARGETS = (
     re.compile(rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}",
                re.IGNORECASE),
     re.compile(rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?"
-               rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENT}\s+)?ON\s+(?:ONLY\s+)?{_QUALIFIED}",
+               rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{IDENT}\s+)?ON\s+(?:ONLY\s+)?{_QUALIFIED}",
                re.IGNORECASE),
 )
 _CREATES_TABLE = re.compile(
@@ -133,12 +132,6 @@ def squawk_binary() -> str | None:
     if beside.is_file():
         return str(beside)
     return shutil.which("squawk")
-
-
-def _unquote(identifier: str) -> str:
-    if identifier.startswith('"'):
-        return identifier[1:-1].replace('""', '"')
-    return identifier.lower()
 
 
 def _run_squawk(binary: str, paths: list[Path], in_transaction: bool,
@@ -200,7 +193,7 @@ class _Script:
         return None
 
     def created_tables(self) -> set[str]:
-        return {_unquote(m.group("table")) for s in self.statements
+        return {unquote_identifier(m.group("table")) for s in self.statements
                 if (m := _CREATES_TABLE.match(s.code))}
 
 
@@ -208,7 +201,7 @@ def _target_table(code: str) -> str | None:
     for pattern in _TARGETS:
         match = pattern.match(code)
         if match:
-            return _unquote(match.group("table"))
+            return unquote_identifier(match.group("table"))
     return None
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from .db import redact
+from .redaction import redact
 
 
 class _TextFormatter(logging.Formatter):

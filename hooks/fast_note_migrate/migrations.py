@@ -61,16 +61,29 @@ class Migration:
     def has_script(self) -> bool:
         return self.script_path.is_file()
 
+    def _no_script_error(self) -> ConfigError:
+        return ConfigError(
+            f"migration folder {self.name} has no {SCRIPT_NAME}",
+            hint=f"add {self.directory / SCRIPT_NAME} or remove the folder",
+            prisma_code="P3015",
+        )
+
+    def check_exists(self) -> None:
+        """Raise P3015 when the folder has no migration.sql (without reading the file)."""
+        if not self.has_script:
+            raise self._no_script_error()
+
+    def check(self) -> None:
+        """Raise what running this migration would meet before any SQL: no migration.sql
+        (P3015), an unreadable file, or one that is not valid UTF-8."""
+        self.executable_sql()
+
     @cached_property
     def raw(self) -> bytes:
         try:
             return self.script_path.read_bytes()
         except FileNotFoundError:
-            raise ConfigError(
-                f"migration folder {self.name} has no {SCRIPT_NAME}",
-                hint=f"add {self.directory / SCRIPT_NAME} or remove the folder",
-                prisma_code="P3015",
-            ) from None
+            raise self._no_script_error() from None
         except OSError as exc:
             raise ConfigError(
                 f"cannot read {self.script_path}: {(exc.strerror or str(exc)).lower()}",

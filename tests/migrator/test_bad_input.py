@@ -3,18 +3,17 @@ database unchanged, and never the password in any output."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from testkit.cli import CliResult, run_cli
+from testkit.database import Database
+from testkit.migrations_folder import MigrationsFolder
 from testkit.pgserver import PostgresServer, free_port
-
-from .conftest import CLI, REPO, Database, Migrations, run_cli
 
 PASSWORD = "s3cr3t-Pa55word"
 
@@ -35,16 +34,16 @@ def password_role(pg_server: PostgresServer) -> Iterator[str]:
 
 
 def url_with_password(db: Database, password: str = PASSWORD) -> str:
-    return f"postgresql://app_user:{password}@127.0.0.1:{db.server.port}/{db.name}?schema=public"
+    return f"postgresql://app_user:{password}@127.0.0.1:{db.port}/{db.name}?schema=public"
 
 
-def deploy(url: str, folder: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
+def deploy(url: str, folder: Path | str, *extra: str) -> CliResult:
     return run_cli("deploy", *extra, env={"DATABASE_URL": url, "MIGRATIONS_DIR": str(folder)})
 
 
-def assert_clean(result: subprocess.CompletedProcess[str], code: int, *phrases: str) -> None:
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output
+def assert_clean(result: CliResult, code: int, *phrases: str) -> None:
+    output = result.output
+    assert result.code == code, output
     for phrase in phrases:
         assert phrase in output, f"{phrase!r} not in:\n{output}"
     assert "what to do:" in output
@@ -66,23 +65,22 @@ def test_migrations_folder_that_is_a_file(db: Database, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) missing")
-def test_unreadable_migrations_folder(db: Database, migrations: Migrations) -> None:
+def test_unreadable_migrations_folder(db: Database, migrations: MigrationsFolder) -> None:
     """A folder without read permission: exit 2 with the reason (run without root's bypass)."""
     migrations.add("init", "CREATE TABLE a (id int);")
     migrations.path.chmod(0)
     try:
         drop = "-dac_override,-dac_read_search"
-        result = subprocess.run(
-            ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *CLI, "deploy"],
-            capture_output=True, text=True, cwd=REPO,
-            env={**os.environ, "DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path)})
+        result = run_cli(
+            "deploy", wrapper=["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"],
+            env={"DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path)})
     finally:
         migrations.path.chmod(0o755)
     assert_clean(result, 2, "permission denied")
     assert db.tables() == []
 
 
-def test_folder_without_migration_sql(db: Database, migrations: Migrations) -> None:
+def test_folder_without_migration_sql(db: Database, migrations: MigrationsFolder) -> None:
     """P3015, the folder named, nothing applied."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "20240101000099_empty").mkdir()
@@ -90,7 +88,7 @@ def test_folder_without_migration_sql(db: Database, migrations: Migrations) -> N
     assert db.tables() == []
 
 
-def test_non_utf8_migration(db: Database, migrations: Migrations) -> None:
+def test_non_utf8_migration(db: Database, migrations: MigrationsFolder) -> None:
     """A latin-1 file is refused with its line, not run with replacement characters."""
     migrations.add("init", "CREATE TABLE a (id int);")
     migrations.add("latin1", b"-- ok\nINSERT INTO a VALUES (1); -- caf\xe9\n")
@@ -99,7 +97,7 @@ def test_non_utf8_migration(db: Database, migrations: Migrations) -> None:
     assert db.tables() == []
 
 
-def test_wrong_provider_in_migration_lock(db: Database, migrations: Migrations) -> None:
+def test_wrong_provider_in_migration_lock(db: Database, migrations: MigrationsFolder) -> None:
     """P3019."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "migration_lock.toml").write_text('provider = "sqlite"\n')
@@ -113,22 +111,22 @@ def test_wrong_provider_in_migration_lock(db: Database, migrations: Migrations) 
     (f"postgresql://app_user:{PASSWORD}@/db", "names no host"),
     ("", "no database URL given"),
 ])
-def test_malformed_urls(url: str, phrase: str, migrations: Migrations) -> None:
+def test_malformed_urls(url: str, phrase: str, migrations: MigrationsFolder) -> None:
     """Each malformed URL: exit 2, an example of the right form, no password."""
     migrations.add("init", "SELECT 1;")
     assert_clean(deploy(url, migrations.path), 2, phrase)
 
 
-def test_wrong_password(db: Database, migrations: Migrations, password_role: str) -> None:
+def test_wrong_password(db: Database, migrations: MigrationsFolder, password_role: str) -> None:
     """Authentication fails at once (no retries), exit 2, the password never shown."""
     migrations.add("init", "CREATE TABLE a (id int);")
     result = deploy(url_with_password(db, "wrong-" + PASSWORD), migrations.path)
     assert_clean(result, 2, "password authentication failed", "check the user, password")
-    assert ("wrong-" + PASSWORD) not in result.stdout + result.stderr
+    assert ("wrong-" + PASSWORD) not in result.output
     assert db.tables() == []
 
 
-def test_right_password_is_redacted_in_every_output(db: Database, migrations: Migrations,
+def test_right_password_is_redacted_in_every_output(db: Database, migrations: MigrationsFolder,
                                                     password_role: str) -> None:
     """Logs, status text and status JSON show the URL with ****."""
     migrations.add("init", "CREATE TABLE a (id int);")
@@ -136,22 +134,22 @@ def test_right_password_is_redacted_in_every_output(db: Database, migrations: Mi
     for argv in (["deploy", "-v"], ["status"], ["status", "--json"], ["verify"],
                  ["deploy", "--log-format", "json"]):
         result = run_cli(*argv, env=env)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output
+        output = result.output
+        assert result.code == 0, output
         assert PASSWORD not in output
-    assert "app_user:****@" in run_cli("status", env=env).stdout
+    assert "app_user:****@" in run_cli("status", env=env).out
 
 
-def test_unreachable_host_retries_then_exits_6(migrations: Migrations) -> None:
+def test_unreachable_host_retries_then_exits_6(migrations: MigrationsFolder) -> None:
     """Nothing listens: progress lines while retrying, then exit 6 naming the host."""
     migrations.add("init", "SELECT 1;")
     url = f"postgresql://app_user:{PASSWORD}@127.0.0.1:{free_port()}/db"
     result = deploy(url, migrations.path, "--connect-timeout", "1500ms")
     assert_clean(result, 6, "not reachable within 1.5s", "127.0.0.1")
-    assert "not reachable yet (attempt 1" in result.stderr
+    assert "not reachable yet (attempt 1" in result.err
 
 
-def test_schema_with_tables_but_no_history(db: Database, migrations: Migrations) -> None:
+def test_schema_with_tables_but_no_history(db: Database, migrations: MigrationsFolder) -> None:
     """P3005 with the baseline recipe; the schema is left as it was."""
     migrations.add("init", "CREATE TABLE a (id int);")
     db.run("CREATE TABLE existing (id int)")
@@ -160,15 +158,15 @@ def test_schema_with_tables_but_no_history(db: Database, migrations: Migrations)
 
 
 @pytest.mark.parametrize("flag", ["--lock-timeout", "--connect-timeout"])
-def test_invalid_duration(flag: str, db: Database, migrations: Migrations) -> None:
+def test_invalid_duration(flag: str, db: Database, migrations: MigrationsFolder) -> None:
     """Durations must look like 500ms, 30s, 5m."""
     result = deploy(db.url(), migrations.path, flag, "five minutes")
-    assert result.returncode == 2
-    assert "write it like 500ms, 30s, 5m" in result.stderr
+    assert result.code == 2
+    assert "write it like 500ms, 30s, 5m" in result.err
 
 
-def test_invalid_duration_from_the_environment(db: Database, migrations: Migrations) -> None:
+def test_invalid_duration_from_the_environment(db: Database, migrations: MigrationsFolder) -> None:
     """The environment variable is checked like the flag."""
     result = run_cli("wait", env={"DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path),
                                   "MIGRATE_WAIT_TIMEOUT": "soon"})
-    assert result.returncode == 2 and "invalid duration 'soon'" in result.stderr
+    assert result.code == 2 and "invalid duration 'soon'" in result.err

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
+import pytest
 
 from fast_note_migrate.migrations import script_matches_checksum
-
-from .conftest import Database, Migrations, Migrator
+from testkit.cli import Migrator
+from testkit.database import Database
+from testkit.migrations_folder import PRISMA_LAST, MigrationsFolder
 
 PRISMA_COLUMNS = [
     ("id", "character varying", 36, "NO"),
@@ -23,16 +25,16 @@ PRISMA_COLUMNS = [
 
 
 def insert_row(db: Database, name: str, checksum: str, *, finished: bool = True) -> None:
-    db.query(
+    db.run(
         "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at,"
         " applied_steps_count) VALUES (gen_random_uuid()::text, %s, %s,"
-        " CASE WHEN %s THEN now() END, 1) RETURNING 1", checksum, name, finished)
+        " CASE WHEN %s THEN now() END, 1)", checksum, name, finished)
 
 
 # Table -----------------------------------------------------------------------------
 
 def test_deploy_creates_prismas_table_with_its_exact_columns(migrate: Migrator,
-                                                             migrations: Migrations,
+                                                             migrations: MigrationsFolder,
                                                              db: Database) -> None:
     """The history table has Prisma's columns, types, lengths and nullability."""
     migrations.add("init", "CREATE TABLE a (id int);")
@@ -47,27 +49,25 @@ def test_deploy_creates_prismas_table_with_its_exact_columns(migrate: Migrator,
         == "PRIMARY KEY (id)"
 
 
-def test_deploy_records_each_migration_as_prisma_does(migrate: Migrator, migrations: Migrations,
-                                                      db: Database) -> None:
+def test_deploy_records_each_migration_as_prisma_does(
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A uuid id, the sha256 checksum, finished_at set, one applied step, no logs."""
     name = migrations.add("init", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
-    row = db.query("SELECT id, checksum, finished_at >= started_at, logs, applied_steps_count,"
-                   " rolled_back_at FROM _prisma_migrations WHERE migration_name = %s", name)[0]
-    assert len(row[0]) == 36 and row[0].count("-") == 4
-    assert row[1] == hashlib.sha256(b"CREATE TABLE a (id int);").hexdigest()
-    assert row[2:] == (True, None, 1, None)
+    row = next(r for r in db.history() if r.name == name)
+    assert len(row.id) == 36 and row.id.count("-") == 4
+    assert row.checksum == hashlib.sha256(b"CREATE TABLE a (id int);").hexdigest()
+    assert row.finished_at is not None and row.finished_at >= row.started_at
+    assert (row.logs, row.steps, row.rolled_back_at) == (None, 1, None)
 
 
 def test_table_lives_in_the_schema_of_the_url_and_the_schema_is_created(
-        migrations: Migrations, db: Database, capsys) -> None:  # type: ignore[no-untyped-def]
+        migrations: MigrationsFolder, db: Database, capsys: pytest.CaptureFixture[str]) -> None:
     """`?schema=app` puts the history and the migrations' tables into schema app."""
-    from fast_note_migrate.cli import main
-
     migrations.add("init", 'CREATE TABLE "User" (id int);')
     url = db.url(schema="app", connection_limit="5", pool_timeout="10", pgbouncer="true",
                  socket_timeout="30")
-    assert main(["deploy", "--database-url", url, "--migrations-dir", str(migrations.path)]) == 0
+    assert Migrator(url, migrations.path, capsys)("deploy").code == 0
     assert db.tables("app") == ["User", "_prisma_migrations"]
     assert db.tables("public") == []
 
@@ -75,19 +75,19 @@ def test_table_lives_in_the_schema_of_the_url_and_the_schema_is_created(
 # Folder ----------------------------------------------------------------------------
 
 def test_migrations_run_in_directory_name_order_and_files_are_ignored(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Only directories count, ordered by name whatever the creation order."""
-    migrations.add("second", "INSERT INTO log VALUES ('second');", name="20240102000000_second")
-    migrations.add("first", "CREATE TABLE log (v text);", name="20240101000000_first")
+    migrations.add("20240102000000_second", "INSERT INTO log VALUES ('second');")
+    migrations.add("20240101000000_first", "CREATE TABLE log (v text);")
     (migrations.path / "README.md").write_text("not a migration")
     (migrations.path / "migration_lock.toml").write_text('provider = "postgresql"\n')
     assert migrate("deploy").code == 0
-    assert [r[0] for r in db.history()] == ["20240101000000_first", "20240102000000_second"]
+    assert [r.name for r in db.history()] == ["20240101000000_first", "20240102000000_second"]
     assert db.query("SELECT v FROM log") == [("second",)]
 
 
 def test_lock_file_for_another_provider_is_refused_with_p3019(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A migration_lock.toml for mysql stops deploy before it touches the database."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "migration_lock.toml").write_text('provider = "mysql"\n')
@@ -98,7 +98,7 @@ def test_lock_file_for_another_provider_is_refused_with_p3019(
 
 
 def test_folder_without_migration_sql_fails_with_p3015_before_anything_is_applied(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Deliberate difference: Prisma applies the earlier ones first; we check them all first."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "2024010100099_broken").mkdir()
@@ -110,16 +110,17 @@ def test_folder_without_migration_sql_fails_with_p3015_before_anything_is_applie
 
 # Checksums -------------------------------------------------------------------------
 
-def test_checksum_keeps_the_bom(migrate: Migrator, migrations: Migrations, db: Database) -> None:
+def test_checksum_keeps_the_bom(
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A UTF-8 BOM is part of the checksummed text, as in Prisma."""
     data = b"\xef\xbb\xbfCREATE TABLE a (id int);"
     migrations.add("bom", data)
     assert migrate("deploy").code == 0
-    assert db.history()[0][5] == hashlib.sha256(data).hexdigest()
+    assert db.history()[0].checksum == hashlib.sha256(data).hexdigest()
 
 
 def test_crlf_checkout_of_an_lf_migration_is_not_an_edit(
-        migrate: Migrator, migrations: Migrations) -> None:
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """Applied with LF, checked out on Windows with CRLF: still applied, not edited."""
     name = migrations.add("init", "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n")
     assert migrate("deploy").code == 0
@@ -131,7 +132,7 @@ def test_crlf_checkout_of_an_lf_migration_is_not_an_edit(
 
 
 def test_lf_checkout_of_a_crlf_migration_is_not_an_edit(
-        migrate: Migrator, migrations: Migrations) -> None:
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """Applied with CRLF, later normalised to LF: still applied."""
     name = migrations.add("init", b"CREATE TABLE a (id int);\r\nCREATE TABLE b (id int);\r\n")
     assert migrate("deploy").code == 0
@@ -141,7 +142,7 @@ def test_lf_checkout_of_a_crlf_migration_is_not_an_edit(
 
 
 def test_old_checksums_without_zero_padding_still_match(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Early Prisma stored each byte's hex without padding; such rows are not edits."""
     # a script whose sha256 has bytes below 0x10, so the old form is shorter
     script = next(f"SELECT {i};" for i in range(1000)
@@ -150,7 +151,7 @@ def test_old_checksums_without_zero_padding_still_match(
     old = "".join(f"{b:x}" for b in hashlib.sha256(script.encode()).digest())
     assert len(old) < 64
     assert migrate("deploy").code == 0
-    db.query("UPDATE _prisma_migrations SET checksum = %s RETURNING 1", old)
+    db.run("UPDATE _prisma_migrations SET checksum = %s", old)
     result = migrate("status")
     assert result.code == 0, result.output
     assert name in result.out and "EDITED" not in result.out
@@ -166,7 +167,7 @@ def test_checksum_of_invalid_utf8_uses_replacement_characters() -> None:
 
 
 def test_applied_migration_with_invalid_utf8_is_recognised(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A row Prisma wrote for a latin-1 file matches that file, so status is clean."""
     raw = b"-- caf\xe9\nSELECT 1;"
     name = migrations.add("latin1", raw)
@@ -179,7 +180,7 @@ def test_applied_migration_with_invalid_utf8_is_recognised(
     assert migrate("status").code == 0
 
 
-def test_changing_one_character_is_an_edit(migrate: Migrator, migrations: Migrations) -> None:
+def test_changing_one_character_is_an_edit(migrate: Migrator, migrations: MigrationsFolder) -> None:
     """A real edit is reported (Prisma's status never says so)."""
     name = migrations.add("init", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
@@ -192,7 +193,7 @@ def test_changing_one_character_is_an_edit(migrate: Migrator, migrations: Migrat
 # Lock ------------------------------------------------------------------------------
 
 def test_deploy_waits_for_prismas_lock_key_and_names_the_holder(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A session holding advisory lock 72707369 makes deploy wait, then exit 6 naming it."""
     migrations.add("init", "CREATE TABLE a (id int);")
     with psycopg.connect(db.url(), autocommit=True, application_name="prisma-migrate-pod-7") as c:
@@ -204,7 +205,7 @@ def test_deploy_waits_for_prismas_lock_key_and_names_the_holder(
     assert db.tables() == []
 
 
-def test_deploy_releases_the_lock_when_done(migrate: Migrator, migrations: Migrations,
+def test_deploy_releases_the_lock_when_done(migrate: Migrator, migrations: MigrationsFolder,
                                             db: Database) -> None:
     """After deploy no advisory lock is left in pg_locks."""
     migrations.add("init", "CREATE TABLE a (id int);")
@@ -215,7 +216,7 @@ def test_deploy_releases_the_lock_when_done(migrate: Migrator, migrations: Migra
 # deploy ----------------------------------------------------------------------------
 
 def test_schema_with_tables_and_no_history_needs_a_baseline_p3005(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Existing tables without _prisma_migrations: refuse, say how to baseline, change nothing."""
     migrations.add("init", "CREATE TABLE a (id int);")
     db.run("CREATE TABLE legacy (id int)")
@@ -226,7 +227,7 @@ def test_schema_with_tables_and_no_history_needs_a_baseline_p3005(
 
 
 def test_failed_migration_blocks_every_later_deploy_p3009(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A failed row stops deploy with exit 4, naming the migration and how to resolve it."""
     migrations.add("init", "CREATE TABLE a (id int);")
     bad = migrations.add("bad", "CREATE TABLE a (id int);")
@@ -239,7 +240,7 @@ def test_failed_migration_blocks_every_later_deploy_p3009(
 
 
 def test_failing_migration_is_recorded_with_its_error_and_deploy_stops_p3018(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Earlier migrations stay applied, the failed one has logs, later ones do not run."""
     first = migrations.add("init", "CREATE TABLE a (id int);")
     bad = migrations.add("bad", "CREATE TABLE b (id int);\nSELECT * FROM missing_table;")
@@ -248,13 +249,14 @@ def test_failing_migration_is_recorded_with_its_error_and_deploy_stops_p3018(
     assert result.code == 1
     assert "P3018" in result.err and bad in result.err
     history = db.history()
-    assert [(r[0], r[1]) for r in history] == [(first, True), (bad, False)]
-    logs = history[1][3]
+    assert [(r.name, r.finished) for r in history] == [(first, True), (bad, False)]
+    logs = history[1].logs
+    assert logs is not None
     assert "42P01" in logs and "missing_table" in logs and "line 2" in logs
-    assert history[1][4] == 0
+    assert history[1].steps == 0
 
 
-def test_a_failing_file_leaves_nothing_behind(migrate: Migrator, migrations: Migrations,
+def test_a_failing_file_leaves_nothing_behind(migrate: Migrator, migrations: MigrationsFolder,
                                               db: Database) -> None:
     """One file is one implicit transaction: its first statement is rolled back too."""
     migrations.add("bad", "CREATE TABLE b (id int);\nINSERT INTO b VALUES ('x');")
@@ -263,16 +265,17 @@ def test_a_failing_file_leaves_nothing_behind(migrate: Migrator, migrations: Mig
 
 
 def test_a_file_with_its_own_transaction_control_runs_as_written(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """BEGIN/COMMIT inside a migration are honoured, and the bookkeeping still matches."""
     migrations.add("tx", "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nCREATE TABLE b (id int);")
     assert migrate("deploy").code == 0
     assert db.tables() == ["_prisma_migrations", "a", "b"]
-    assert db.history()[0][1:5] == (True, False, None, 1)
+    row = db.history()[0]
+    assert (row.finished, row.rolled_back, row.logs, row.steps) == (True, False, None, 1)
 
 
 def test_set_in_a_script_does_not_break_later_migrations(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """A SET stays on the session (as in Prisma) and later files still apply."""
     migrations.add("set", "SET statement_timeout = '5s';\nCREATE TABLE a (id int);")
     migrations.add("next", "CREATE TABLE b (id int);")
@@ -280,27 +283,28 @@ def test_set_in_a_script_does_not_break_later_migrations(
     assert len(db.history()) == 2
 
 
-def test_second_deploy_is_a_no_op(migrate: Migrator, migrations: Migrations,
+def test_second_deploy_is_a_no_op(migrate: Migrator, migrations: MigrationsFolder,
                                   db: Database) -> None:
     """Re-running deploy applies nothing and adds no rows."""
-    migrations.copy_examples()
+    migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
     result = migrate("deploy")
     assert result.code == 0 and "up to date" in result.err
     assert len(db.history()) == 6
 
 
-def test_dry_run_prints_the_plan_and_touches_nothing(migrate: Migrator, migrations: Migrations,
-                                                     db: Database) -> None:
+def test_dry_run_prints_the_plan_and_touches_nothing(
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """--dry-run lists what would run; no table, no lock, no rows."""
-    names = migrations.copy_examples()
+    names = migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("deploy", "--dry-run")
     assert result.code == 0
     assert all(f"would apply {n}" in result.out for n in names)
     assert db.tables() == []
 
 
-def test_each_migrations_duration_is_logged(migrate: Migrator, migrations: Migrations) -> None:
+def test_each_migrations_duration_is_logged(
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """The log says how long every migration took."""
     name = migrations.add("init", "CREATE TABLE a (id int);")
     result = migrate("deploy")
@@ -310,28 +314,28 @@ def test_each_migrations_duration_is_logged(migrate: Migrator, migrations: Migra
 # resolve ---------------------------------------------------------------------------
 
 def test_resolve_applied_baselines_an_existing_database(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """On a schema with tables: record the first migration applied, then deploy the rest."""
     first = migrations.add("init", "CREATE TABLE legacy (id int);")
     migrations.add("more", "CREATE TABLE extra (id int);")
     db.run("CREATE TABLE legacy (id int)")
     assert migrate("resolve", "--applied", first).code == 0
-    row = db.query("SELECT logs, applied_steps_count, started_at = finished_at, checksum"
-                   " FROM _prisma_migrations WHERE migration_name = %s", first)[0]
-    assert row == ("", 0, True, hashlib.sha256(b"CREATE TABLE legacy (id int);").hexdigest())
+    row = next(r for r in db.history() if r.name == first)
+    assert (row.logs, row.steps, row.started_at == row.finished_at, row.checksum) \
+        == ("", 0, True, hashlib.sha256(b"CREATE TABLE legacy (id int);").hexdigest())
     assert migrate("deploy").code == 0
     assert db.tables() == ["_prisma_migrations", "extra", "legacy"]
 
 
 def test_resolve_applied_unknown_migration_is_p3017(migrate: Migrator,
-                                                    migrations: Migrations) -> None:
+                                                    migrations: MigrationsFolder) -> None:
     """A name with no local folder is refused."""
     migrations.add("init", "SELECT 1;")
     result = migrate("resolve", "--applied", "20990101000000_nope")
     assert result.code == 2 and "P3017" in result.err
 
 
-def test_resolve_applied_twice_is_p3008(migrate: Migrator, migrations: Migrations) -> None:
+def test_resolve_applied_twice_is_p3008(migrate: Migrator, migrations: MigrationsFolder) -> None:
     """An applied migration cannot be marked applied again."""
     name = migrations.add("init", "SELECT 1;")
     assert migrate("deploy").code == 0
@@ -340,18 +344,18 @@ def test_resolve_applied_twice_is_p3008(migrate: Migrator, migrations: Migration
 
 
 def test_resolve_applied_on_a_failed_migration_rolls_back_the_failed_row(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """The failed row gets rolled_back_at and a new applied row is added; deploy proceeds."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     assert migrate("deploy").code == 1
     assert migrate("resolve", "--applied", bad).code == 0
     rows = db.history()
-    assert [(r[1], r[2]) for r in rows] == [(False, True), (True, False)]
+    assert [(r.finished, r.rolled_back) for r in rows] == [(False, True), (True, False)]
     assert migrate("deploy").code == 0
 
 
 def test_resolve_rolled_back_lets_the_fixed_migration_run_again(
-        migrate: Migrator, migrations: Migrations, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """After a failure: resolve --rolled-back, fix the file, deploy applies it."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     assert migrate("deploy").code == 1
@@ -359,12 +363,14 @@ def test_resolve_rolled_back_lets_the_fixed_migration_run_again(
     migrations.script(bad).write_text("CREATE TABLE fixed (id int);")
     assert migrate("deploy").code == 0
     rows = db.history()
-    assert [(r[0], r[1], r[2]) for r in rows] == [(bad, False, True), (bad, True, False)]
+    assert [(r.name, r.finished, r.rolled_back) for r in rows] \
+        == [(bad, False, True), (bad, True, False)]
     status = migrate("status")
     assert status.code == 0 and "rolled back before" in status.out
 
 
-def test_resolve_rolled_back_needs_a_row_p3011(migrate: Migrator, migrations: Migrations) -> None:
+def test_resolve_rolled_back_needs_a_row_p3011(
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """A migration never applied cannot be rolled back."""
     name = migrations.add("init", "SELECT 1;")
     result = migrate("resolve", "--rolled-back", name)
@@ -372,7 +378,7 @@ def test_resolve_rolled_back_needs_a_row_p3011(migrate: Migrator, migrations: Mi
 
 
 def test_resolve_rolled_back_needs_a_failed_state_p3012(migrate: Migrator,
-                                                        migrations: Migrations) -> None:
+                                                        migrations: MigrationsFolder) -> None:
     """A successfully applied migration cannot be marked rolled back."""
     name = migrations.add("init", "SELECT 1;")
     assert migrate("deploy").code == 0

@@ -5,25 +5,27 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import Database, Migrations, Migrator
+from testkit.cli import Migrator
+from testkit.database import Database
+from testkit.migrations_folder import PRISMA_LAST, MigrationsFolder
 
 
 def test_status_lists_pending_migrations_and_exits_3(migrate: Migrator,
-                                                     migrations: Migrations) -> None:
+                                                     migrations: MigrationsFolder) -> None:
     """On an empty database every local migration is pending."""
-    names = migrations.copy_examples()
+    names = migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("status")
     assert result.code == 3
     assert all(f"PENDING                    {n}" in result.out for n in names)
     assert "6 pending" in result.out
 
 
-def test_status_json_is_one_document_with_every_state(migrate: Migrator, migrations: Migrations,
-                                                      db: Database) -> None:
+def test_status_json_is_one_document_with_every_state(
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """--json prints one parseable document on stdout; logs stay on stderr."""
-    migrations.copy_examples()
+    migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
-    migrations.add("new", "CREATE TABLE n (id int);", name="20990101000000_new")
+    migrations.add("20990101000000_new", "CREATE TABLE n (id int);")
     result = migrate("status", "--json")
     document = json.loads(result.out)
     assert result.code == 3 and document["exit_code"] == 3
@@ -35,7 +37,7 @@ def test_status_json_is_one_document_with_every_state(migrate: Migrator, migrati
 
 
 def test_status_reports_a_failed_migration_with_its_logs_and_exits_4(
-        migrate: Migrator, migrations: Migrations) -> None:
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """The failed state comes first, with the database error."""
     bad = migrations.add("bad", "SELECT * FROM missing_table;")
     migrate("deploy")
@@ -45,21 +47,21 @@ def test_status_reports_a_failed_migration_with_its_logs_and_exits_4(
     assert "missing_table" in result.out
 
 
-def test_status_reports_missing_locally_as_drift(migrate: Migrator, migrations: Migrations) -> None:
+def test_status_reports_missing_locally_as_drift(
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """A migration applied but absent from the folder: exit 5, named."""
     name = migrations.add("gone", "CREATE TABLE g (id int);")
     assert migrate("deploy").code == 0
-    (migrations.script(name)).unlink()
-    (migrations.path / name).rmdir()
+    migrations.remove(name)
     result = migrate("status")
     assert result.code == 5
     assert f"MISSING locally   {name}" in result.out
 
 
 def test_wait_returns_once_another_process_has_deployed(migrate: Migrator,
-                                                       migrations: Migrations) -> None:
+                                                       migrations: MigrationsFolder) -> None:
     """A replica waiting for the schema starts when the migrating Job is done."""
-    migrations.copy_examples()
+    migrations.copy_examples(upto=PRISMA_LAST)
     waiter = migrate.spawn("wait", "--timeout", "60s", "--interval", "200ms")
     time.sleep(0.5)
     assert waiter.poll() is None, "wait must not return while migrations are pending"
@@ -69,16 +71,16 @@ def test_wait_returns_once_another_process_has_deployed(migrate: Migrator,
     assert "up to date" in err
 
 
-def test_wait_times_out_with_exit_3(migrate: Migrator, migrations: Migrations) -> None:
+def test_wait_times_out_with_exit_3(migrate: Migrator, migrations: MigrationsFolder) -> None:
     """Nobody migrates: wait gives up after --timeout, naming what is pending."""
-    first = migrations.copy_examples()[0]
+    first = migrations.copy_examples(upto=PRISMA_LAST)[0]
     result = migrate("wait", "--timeout", "300ms", "--interval", "100ms")
     assert result.code == 3
     assert "still pending" in result.err and first in result.err
 
 
 def test_wait_stops_at_once_when_a_failed_migration_blocks(migrate: Migrator,
-                                                           migrations: Migrations) -> None:
+                                                           migrations: MigrationsFolder) -> None:
     """No point waiting for a history that cannot move: exit 4 without using the timeout."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     migrate("deploy")
@@ -86,20 +88,20 @@ def test_wait_stops_at_once_when_a_failed_migration_blocks(migrate: Migrator,
     assert result.code == 4 and bad in result.err
 
 
-def test_wait_accepts_a_database_that_is_ahead(migrate: Migrator, migrations: Migrations) -> None:
+def test_wait_accepts_a_database_that_is_ahead(
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """After a helm rollback the old image has fewer migrations: it must still start."""
     migrations.add("one", "CREATE TABLE a (id int);")
     newer = migrations.add("two", "CREATE TABLE b (id int);")
     assert migrate("deploy").code == 0
-    migrations.script(newer).unlink()
-    (migrations.path / newer).rmdir()
+    migrations.remove(newer)
     assert migrate("wait", "--timeout", "1s").code == 0
     verify = migrate("verify")
     assert verify.code == 0 and "ahead by 1" in verify.out
 
 
 def test_wait_refuses_an_edited_migration_with_exit_5(migrate: Migrator,
-                                                      migrations: Migrations) -> None:
+                                                      migrations: MigrationsFolder) -> None:
     """An image whose migration differs from what was applied never becomes ready."""
     name = migrations.add("one", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
@@ -108,9 +110,9 @@ def test_wait_refuses_an_edited_migration_with_exit_5(migrate: Migrator,
 
 
 def test_verify_passes_on_an_up_to_date_database(migrate: Migrator,
-                                                 migrations: Migrations) -> None:
+                                                 migrations: MigrationsFolder) -> None:
     """Every check is listed as ok."""
-    migrations.copy_examples()
+    migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
     result = migrate("verify")
     assert result.code == 0
@@ -118,16 +120,16 @@ def test_verify_passes_on_an_up_to_date_database(migrate: Migrator,
 
 
 def test_verify_fails_on_pending_migrations_with_exit_3(migrate: Migrator,
-                                                        migrations: Migrations) -> None:
+                                                        migrations: MigrationsFolder) -> None:
     """The image has a migration the database lacks."""
-    migrations.copy_examples()
+    migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("verify")
     assert result.code == 3
     assert "[FAIL] no pending migration" in result.out
 
 
 def test_verify_fails_on_an_edited_migration_with_exit_5(migrate: Migrator,
-                                                         migrations: Migrations) -> None:
+                                                         migrations: MigrationsFolder) -> None:
     """An applied migration edited afterwards."""
     name = migrations.add("one", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0

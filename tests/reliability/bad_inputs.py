@@ -17,46 +17,47 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from testkit.migrations_folder import MigrationsFolder
 
 PASSWORD = "Pa55-w0rd-never-shown"
 
-# Folder set-ups: each takes the Migrations builder of tests/migrator/conftest.py.
-Setup = Callable[[Any], None]
+# Folder set-ups: each builds the test's migrations folder.
+Setup = Callable[[MigrationsFolder], None]
 
 
-def one_migration(m: Any) -> None:
-    m.add("init", "CREATE TABLE account (id int PRIMARY KEY);", name="20240101000001_init")
+def one_migration(m: MigrationsFolder) -> None:
+    m.add("20240101000001_init", "CREATE TABLE account (id int PRIMARY KEY);")
 
 
-def migration_sql_is_a_folder(m: Any) -> None:
+def migration_sql_is_a_folder(m: MigrationsFolder) -> None:
     one_migration(m)
     (m.path / "20240101000002_oops" / "migration.sql").mkdir(parents=True)
 
 
-def dangling_symlink(m: Any) -> None:
+def dangling_symlink(m: MigrationsFolder) -> None:
     one_migration(m)
     folder = m.path / "20240101000002_link"
     folder.mkdir()
     (folder / "migration.sql").symlink_to(m.path / "no-such-file.sql")
 
 
-def utf16_file(m: Any) -> None:
+def utf16_file(m: MigrationsFolder) -> None:
     one_migration(m)
-    m.add("utf16", "CREATE TABLE b (id int);".encode("utf-16"), name="20240101000002_utf16")
+    m.add("20240101000002_utf16", "CREATE TABLE b (id int);".encode("utf-16"))
 
 
-def lock_file_is_a_folder(m: Any) -> None:
+def lock_file_is_a_folder(m: MigrationsFolder) -> None:
     one_migration(m)
     (m.path / "migration_lock.toml").mkdir()
 
 
-def mysql_lock_file(m: Any) -> None:
+def mysql_lock_file(m: MigrationsFolder) -> None:
     one_migration(m)
     (m.path / "migration_lock.toml").write_text('provider = "mysql"\n')
 
 
-def migrations_dir_is_a_file(m: Any) -> None:
+def migrations_dir_is_a_file(m: MigrationsFolder) -> None:
     m.path.rmdir()
     m.path.write_text("20240101000001_init\n")
 

@@ -3,33 +3,26 @@ and resolve wait for it, change nothing while waiting, and on timeout name the h
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
-from .conftest import (
-    ADVISORY_LOCKS,
-    CLI,
-    REPO,
-    Database,
-    Migrations,
-    settle,
-    snapshot,
-    wait_until,
-)
+from testkit.cli import Migrator
+from testkit.database import Database
+from testkit.migrations_folder import MigrationsFolder
+from testkit.waiting import wait_until
 
 LOCK_KEY = 72707369
 
 
 @pytest.fixture
-def holder(db: Database) -> Iterator[psycopg.Connection]:
+def holder(db: Database) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """An operator's console holding the lock, idle in a transaction."""
-    conn = psycopg.connect(db.url(), autocommit=True, application_name="ops-console")
+    conn = db.connect(application_name="ops-console")
     conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
     conn.execute("BEGIN")
     conn.execute("SELECT 1")
@@ -37,22 +30,15 @@ def holder(db: Database) -> Iterator[psycopg.Connection]:
     conn.close()
 
 
-def cli(db: Database, migrations: Migrations, *argv: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path),
-           "HOSTNAME": "job-7f9c"}
-    return subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=REPO)
-
-
 @pytest.mark.parametrize("argv", [("deploy",), ("resolve", "--applied", "20240101000001_a")],
                          ids=["deploy", "resolve"])
 def test_waits_then_names_the_holder_and_changes_nothing(
-        db: Database, migrations: Migrations, holder: psycopg.Connection,
-        argv: tuple[str, ...]) -> None:
-    migrations.add("a", "CREATE TABLE a (id int);", name="20240101000001_a")
-    before = snapshot(db)
+        db: Database, migrations: MigrationsFolder, migrate: Migrator,
+        holder: psycopg.Connection[tuple[Any, ...]], argv: tuple[str, ...]) -> None:
+    migrations.add("20240101000001_a", "CREATE TABLE a (id int);")
+    before = db.snapshot()
     started = time.monotonic()
-    proc = cli(db, migrations, *argv, "--lock-timeout", "2s")
+    proc = migrate.spawn(*argv, "--lock-timeout", "2s", HOSTNAME="job-7f9c")
     _, err = proc.communicate(timeout=60)
     waited = time.monotonic() - started
     assert proc.returncode == 6, err
@@ -61,16 +47,17 @@ def test_waits_then_names_the_holder_and_changes_nothing(
     assert "idle in transaction" in err
     assert "advisory lock 72707369" in err and "pg_terminate_backend" in err
     assert "Traceback" not in err
-    assert snapshot(db) == before  # the holder's lock included, nothing else
+    assert db.snapshot() == before  # the holder's lock included, nothing else
     holder.close()
-    settle(db)
+    db.settle()
 
 
-def test_waits_for_the_holder_then_deploys(db: Database, migrations: Migrations,
-                                           holder: psycopg.Connection) -> None:
+def test_waits_for_the_holder_then_deploys(
+        db: Database, migrations: MigrationsFolder, migrate: Migrator,
+        holder: psycopg.Connection[tuple[Any, ...]]) -> None:
     """The holder lets go after 1.5 s: deploy, which was waiting, takes over and applies."""
     migrations.add("a", "CREATE TABLE a (id int);")
-    proc = cli(db, migrations, "deploy", "--lock-timeout", "30s")
+    proc = migrate.spawn("deploy", "--lock-timeout", "30s", HOSTNAME="job-7f9c")
     wait_until(lambda: db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                  "AND NOT granted") == 1, what="deploy queued on the lock")
     assert db.tables() == []
@@ -82,4 +69,4 @@ def test_waits_for_the_holder_then_deploys(db: Database, migrations: Migrations,
     assert "got the migration lock after" in err
     assert db.tables() == ["_prisma_migrations", "a"]
     holder.close()
-    assert db.scalar(ADVISORY_LOCKS) == 0
+    assert db.advisory_locks() == 0

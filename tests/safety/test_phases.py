@@ -13,75 +13,77 @@ from fast_note_migrate.rollout import (
     decide,
     wait,
 )
-
-from .conftest import PRISMA_LAST, RELEASE_N, Cli, Database, Folder, example_folders
+from testkit.cli import Migrator
+from testkit.database import Database
+from testkit.migrations_folder import PRISMA_LAST, RELEASE_N, MigrationsFolder, example_folders
 
 CONTRACT = "20240415090000_drop_user_email"
 
 
 def test_rename_across_two_releases_with_expand_and_contract_runs(
-        cli: Cli, folder: Folder, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Release N expands (both columns); release N+1's pre-upgrade run skips the contract
     step, its pods' wait and helm test pass, and the post-upgrade run drops the column."""
-    folder.copy(upto=PRISMA_LAST)
-    assert cli("deploy", "--lint-policy", "block").code == 0
+    migrations.copy_examples(upto=PRISMA_LAST)
+    assert migrate("deploy", "--lint-policy", "block").code == 0
     with db.connect() as conn:
         conn.execute("""INSERT INTO "User" ("email", "passwordHash") VALUES ('old@x', 'h')""")
 
     # release N: expand only
-    folder.copy(since=PRISMA_LAST, upto=RELEASE_N)
-    assert cli("deploy", "--phase", "expand", "--lint-policy", "block").code == 0
+    migrations.copy_examples(since=PRISMA_LAST, upto=RELEASE_N)
+    assert migrate("deploy", "--phase", "expand", "--lint-policy", "block").code == 0
     with db.connect() as conn:  # an old pod of release N-1 still inserts with "email" only
         conn.execute("""INSERT INTO "User" ("email", "passwordHash") VALUES ('n1@x', 'h')""")
     assert db.scalar("""SELECT count(*) FROM "User" WHERE "emailAddress" IS NULL""") == 0
 
     # release N+1: its pre-upgrade (expand) run leaves the contract migration pending
-    folder.copy(since=RELEASE_N)
-    expand = cli("deploy", "--phase", "expand", "--lint-policy", "block")
+    migrations.copy_examples(since=RELEASE_N)
+    expand = migrate("deploy", "--phase", "expand", "--lint-policy", "block")
     assert expand.code == 0
     assert "1 contract migration(s) from 20240415090000_drop_user_email on wait" in expand.err
     assert "email" in db.columns("User")
-    assert cli("wait", "--timeout", "1s").code == 0  # the new pods start
-    verify = cli("verify")
+    assert migrate("wait", "--timeout", "1s").code == 0  # the new pods start
+    verify = migrate("verify")
     assert verify.code == 0 and "1 contract migration(s) pending" in verify.out
-    status = cli("status")
+    status = migrate("status")
     assert status.code == 3 and "PENDING (contract)" in status.out
 
     # post-upgrade: the contract run
-    contract = cli("deploy", "--phase", "contract", "--lint-policy", "block")
+    contract = migrate("deploy", "--phase", "contract", "--lint-policy", "block")
     assert contract.code == 0, contract.err
     assert "email" not in db.columns("User") and "emailAddress" in db.columns("User")
     assert db.scalar("""SELECT count(*) FROM "User" WHERE "emailAddress" IS NOT NULL""") == 2
-    assert cli("status").code == 0
+    assert migrate("status").code == 0
 
 
 def test_expand_run_refuses_an_expand_migration_after_a_pending_contract_one(
-        cli: Cli, folder: Folder, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """Applying the later expand step would mean skipping the contract step (history out
     of name order); the run refuses before changing anything."""
-    folder.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
-    folder.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
-               'ALTER TABLE "T" DROP COLUMN "b";\n')
-    folder.add("20240103000000_add_c", 'ALTER TABLE "T" ADD COLUMN "c" INT;\n')
-    result = cli("deploy", "--phase", "expand", "--lint-policy", "off")
+    migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
+    migrations.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
+                   'ALTER TABLE "T" DROP COLUMN "b";\n')
+    migrations.add("20240103000000_add_c", 'ALTER TABLE "T" ADD COLUMN "c" INT;\n')
+    result = migrate("deploy", "--phase", "expand", "--lint-policy", "off")
     assert result.code == 2
     assert "expand migration 20240103000000_add_c comes after the pending contract " \
         "migration 20240102000000_drop_b" in result.err
-    assert db.scalar("SELECT to_regclass('_prisma_migrations')") is None
+    assert not db.has_history_table()
 
 
 def test_default_phase_applies_contract_migrations_in_order(
-        cli: Cli, folder: Folder, db: Database) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
     """--phase all (the default) applies everything in name order, as Prisma does."""
-    folder.copy()
-    assert cli("deploy").code == 0
-    assert [r[0] for r in db.history()] == [p.name for p in example_folders()]
+    migrations.copy_examples()
+    assert migrate("deploy").code == 0
+    assert [r.name for r in db.history()] == [p.name for p in example_folders()]
 
 
-def test_unknown_phase_marker_is_a_usage_error(cli: Cli, folder: Folder) -> None:
+def test_unknown_phase_marker_is_a_usage_error(
+        migrate: Migrator, migrations: MigrationsFolder) -> None:
     """A typo in the marker is not silently treated as expand."""
-    folder.add("20240101000000_x", "-- fast-note-migrate: phase=contrakt\nSELECT 1;\n")
-    result = cli("deploy", "--phase", "expand")
+    migrations.add("20240101000000_x", "-- fast-note-migrate: phase=contrakt\nSELECT 1;\n")
+    result = migrate("deploy", "--phase", "expand")
     assert result.code == 2 and "unknown phase 'contrakt'" in result.err
 
 
@@ -210,17 +212,17 @@ def test_rollout_reads_the_kubernetes_objects_it_decides_on() -> None:
 
 
 def test_contract_run_that_cannot_check_the_rollout_applies_nothing(
-        cli: Cli, folder: Folder, db: Database, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: object) -> None:
+        migrate: Migrator, migrations: MigrationsFolder, db: Database,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     """Without a cluster to ask, the contract run stops (exit 2) instead of trusting that
     the old pods are gone; with nothing pending it does not need to ask."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
-    folder.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
-    assert cli("deploy").code == 0
-    assert cli("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note").code == 0
-    folder.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
-               'ALTER TABLE "T" DROP COLUMN "b";\n')
-    result = cli("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note")
+    migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
+    assert migrate("deploy").code == 0
+    assert migrate("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note").code == 0
+    migrations.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
+                   'ALTER TABLE "T" DROP COLUMN "b";\n')
+    result = migrate("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note")
     assert result.code == 2 and "no Kubernetes configuration found" in result.err
     assert db.columns("T") == ["a", "b"]

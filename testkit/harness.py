@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests: kubectl, helm, the app images and the database.
+"""Helpers of the end-to-end tests: the cluster, kubectl, helm, the app images and the database.
 
 The tests run against the local control plane (``testkit/kube/cluster.py``) by default; with
 ``FAST_NOTE_E2E_KUBECONFIG`` they run against that cluster instead (see docs/e2e.md).
@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from testkit.kube import images
+from testkit.kube.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "fast-note"
@@ -109,6 +110,50 @@ class Kube:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(0.5)
+
+
+class Cluster:
+    """What the tests need from a cluster: a kubeconfig and, locally, the agent's logs."""
+
+    def __init__(self, kubeconfig: Path, local: LocalCluster | None) -> None:
+        self.kubeconfig = kubeconfig
+        self.local = local
+
+    def container_logs(self, namespace: str) -> dict[str, str]:
+        """``pod/container`` -> log text (from the node agent's files, or kubectl logs)."""
+        logs: dict[str, str] = {}
+        if self.local is not None:
+            for path in sorted((self.local.agent_dir / "pods" / namespace).glob("*/*.log")):
+                logs[f"{path.parent.name}/{path.stem}"] = path.read_text(errors="replace")
+        return logs
+
+    def container_log(self, kube: Kube, pod: str, container: str) -> str:
+        """One container's log: the node agent's file, or ``kubectl logs`` on a real cluster."""
+        if self.local is not None:
+            path = self.local.agent_dir / "pods" / kube.namespace / pod / f"{container}.log"
+            return path.read_text(errors="replace")
+        return kube.kubectl("logs", pod, "-c", container).stdout
+
+    def pod_ports(self, namespace: str, pod: str) -> dict[str, int]:
+        """The pod's container ports (number or name) -> the host port the agent gave them."""
+        assert self.local is not None, "local control plane only"
+        path = self.local.agent_dir / "pods" / namespace / pod / "ports.json"
+        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+
+    def dump(self, kube: Kube) -> None:
+        """Print the namespace's objects, events, pod states and container logs (a failure)."""
+        print(f"\n===== diagnostics of namespace {kube.namespace} =====")
+        for args in (["get", "all,events", "-o", "wide"],
+                     ["get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.name}: "
+                      "{.status.phase} init={.status.initContainerStatuses[*].state} "
+                      "main={.status.containerStatuses[*].state}{'\\n'}{end}"]):
+            print(kube.kubectl(*args, check=False))
+        for name, text in self.container_logs(kube.namespace).items():
+            print(f"----- log {name}\n{text[-4000:]}")
+        if self.local is not None:
+            agent_log = self.local.workdir / "logs" / "node-agent.log"
+            lines = agent_log.read_text(errors="replace").splitlines()
+            print("----- node agent (last 30 lines)\n" + "\n".join(lines[-30:]))
 
 
 def pod_ready(pod: Json) -> bool:

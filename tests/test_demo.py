@@ -38,7 +38,7 @@ def assert_embedded_demo_green(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_demo_runs_green() -> None:
     """The default path: the Kubernetes part if the control plane is cached, else the note."""
-    from tools.demo_kube import unavailable_reason
+    from tools.demo.kube import unavailable_reason
 
     reason = unavailable_reason()
     output = assert_embedded_demo_green(run_demo())

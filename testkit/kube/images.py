@@ -14,7 +14,7 @@ There is no container runtime here, so an image reference is mapped to a local r
 * anything else (busybox, alpine, …) -> the host's own programs: the pod must give a
   ``command``; without one the image is unknown (``ErrImagePull``).
 
-Tests define images with :func:`define_image` (``tests/e2e/images.py`` builds on it).
+Tests define images with :func:`define_image` (``testkit.harness.Images`` builds on it).
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Fixtures of the end-to-end tests: the cluster, one namespace and one database per test.
 
+The helpers behind them (``Cluster``, ``Kube``, ``Helm``, ``Database``, ``Images``) are in
+``testkit/harness.py``; test modules import them from there.
+
 ``make e2e`` runs them (``FAST_NOTE_E2E=1 pytest -m e2e tests/e2e``): it starts the local
 control plane (etcd, kube-apiserver, kube-controller-manager built from Debian's source,
 see testkit/kube/cluster.py) and the node agent once per session and stops everything at the
@@ -8,7 +11,6 @@ end, also on a failure or Ctrl-C. A plain ``pytest`` run skips these tests.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -16,9 +18,10 @@ import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from testkit.harness import Database, Helm, Images, Kube, run
+from testkit.harness import HELMS, KUBECTL, Cluster, Database, Helm, Images, Kube, run
 from testkit.kube.cluster import LocalCluster
 from testkit.pgserver import PostgresServer
 
@@ -54,35 +57,6 @@ def pytest_runtest_makereport(
     return report
 
 
-class Cluster:
-    """What the tests need from a cluster: a kubeconfig and, locally, the agent's logs."""
-
-    def __init__(self, kubeconfig: Path, local: LocalCluster | None) -> None:
-        self.kubeconfig = kubeconfig
-        self.local = local
-
-    def container_logs(self, namespace: str) -> dict[str, str]:
-        """``pod/container`` -> log text (from the node agent's files, or kubectl logs)."""
-        logs: dict[str, str] = {}
-        if self.local is not None:
-            for path in sorted((self.local.agent_dir / "pods" / namespace).glob("*/*.log")):
-                logs[f"{path.parent.name}/{path.stem}"] = path.read_text(errors="replace")
-        return logs
-
-    def container_log(self, kube: Kube, pod: str, container: str) -> str:
-        """One container's log: the node agent's file, or ``kubectl logs`` on a real cluster."""
-        if self.local is not None:
-            path = self.local.agent_dir / "pods" / kube.namespace / pod / f"{container}.log"
-            return path.read_text(errors="replace")
-        return kube.kubectl("logs", pod, "-c", container).stdout
-
-    def pod_ports(self, namespace: str, pod: str) -> dict[str, int]:
-        """The pod's container ports (number or name) -> the host port the agent gave them."""
-        assert self.local is not None, "local control plane only"
-        path = self.local.agent_dir / "pods" / namespace / pod / "ports.json"
-        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
-
-
 @pytest.fixture(scope="session")
 def images_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("images")
@@ -113,41 +87,21 @@ def images(images_root: Path) -> Images:
     return Images(images_root)
 
 
-def _dump(kube: Kube, cluster: Cluster) -> None:
-    print(f"\n===== diagnostics of namespace {kube.namespace} =====")
-    for args in (["get", "all,events", "-o", "wide"],
-                 ["get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.name}: "
-                  "{.status.phase} init={.status.initContainerStatuses[*].state} "
-                  "main={.status.containerStatuses[*].state}{'\\n'}{end}"]):
-        print(kube.kubectl(*args, check=False))
-    for name, text in cluster.container_logs(kube.namespace).items():
-        print(f"----- log {name}\n{text[-4000:]}")
-    if cluster.local is not None:
-        agent_log = cluster.local.workdir / "logs" / "node-agent.log"
-        lines = agent_log.read_text(errors="replace").splitlines()
-        print("----- node agent (last 30 lines)\n" + "\n".join(lines[-30:]))
-
-
 @pytest.fixture
 def kube(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Kube]:
     """A fresh namespace; on failure its objects and container logs are printed."""
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     namespace = f"{base}-{uuid.uuid4().hex[:5]}"
     kube = Kube(cluster.kubeconfig, namespace)
-    run([*_kubectl(cluster), "create", "namespace", namespace], env=kube.env())
+    run([KUBECTL, "create", "namespace", namespace], env=kube.env())
     if cluster.local is not None:
         cluster.local.wait_namespace_ready(namespace)
     yield kube
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        _dump(kube, cluster)
-    run([*_kubectl(cluster), "delete", "namespace", namespace, "--wait=false"],
+        cluster.dump(kube)
+    run([KUBECTL, "delete", "namespace", namespace, "--wait=false"],
         env=kube.env(), check=False)
-
-
-def _kubectl(cluster: Cluster) -> list[str]:
-    from testkit.harness import KUBECTL
-    return [str(KUBECTL)]
 
 
 @pytest.fixture
@@ -171,8 +125,6 @@ def e2e_postgres() -> Iterator[str]:
 @pytest.fixture
 def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
     """A fresh database, and the Secret ``fast-note-db`` (key ``database-url``) in the namespace."""
-    import psycopg
-
     name = "e2e_" + uuid.uuid4().hex[:12]
     with psycopg.connect(e2e_postgres, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
@@ -188,7 +140,6 @@ def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _tools_present() -> None:
-    from testkit.harness import HELMS, KUBECTL
     missing = [str(p) for p in (KUBECTL, *HELMS.values()) if not p.exists()]
     if missing:
         pytest.exit(f"missing {', '.join(missing)}: run `make tools` first", returncode=2)

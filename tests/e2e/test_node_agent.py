@@ -11,8 +11,7 @@ import urllib.request
 
 import pytest
 
-from testkit.harness import Database, Images, Kube, pod_ready
-from tests.e2e.conftest import Cluster
+from testkit.harness import Cluster, Database, Images, Kube, pod_ready
 
 DB_ENV = "{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: fast-note-db, key: database-url}}}"
 

@@ -1,7 +1,7 @@
 """The chart and the migrator on a real Kubernetes API server, with Helm 3 and Helm 4.
 
 Each test installs the chart in its own namespace against its own database. App image tags
-and the migrations they carry are in ``catalogue.py``; the node agent runs the pods.
+and the migrations they carry are in ``testkit/catalogue.py``; the node agent runs the pods.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from testkit import catalogue
 from testkit.harness import (
     APP_REPOSITORY,
     RELEASE,
+    Cluster,
     Database,
     Helm,
     Images,
@@ -27,7 +28,6 @@ from testkit.harness import (
     pod_ready,
 )
 from testkit.harness import release_values as values
-from tests.e2e.conftest import Cluster
 
 HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
 

@@ -1,6 +1,7 @@
 """The Kubernetes part of `make demo`: scenarios 1 and 2 of docs/e2e.md on the local control plane.
 
-``tools.demo`` runs it after the embedded demo when it can (see :func:`unavailable_reason`):
+``python -m tools.demo`` runs it after the embedded demo when it can (see
+:func:`unavailable_reason`):
 
 1. an embedded PostgreSQL, the local control plane (``testkit.kube.cluster.LocalCluster``:
    etcd, kube-apiserver, kube-controller-manager) and the node agent, with the app image
@@ -50,9 +51,9 @@ from testkit.kube.cluster import (
     control_plane_cached,
     control_plane_dir,
 )
-from tools.demo import Out
+from tools.demo.output import Out
 
-if TYPE_CHECKING:  # imported when the part runs: tests.e2e needs psycopg (and pytest)
+if TYPE_CHECKING:  # imported when the part runs: testkit.harness needs psycopg
     from testkit.harness import Database, Helm, Kube
 
 RELEASE = "fast-note"

@@ -1,6 +1,6 @@
-"""`make demo`: one migration Job and three app replicas against an embedded PostgreSQL.
+"""The embedded demo: one migration Job and three app replicas against an embedded PostgreSQL.
 
-Run as ``.venv/bin/python -m tools.demo`` (after ``make venv tools``). The demo
+``python -m tools.demo`` runs it first (after ``make venv tools``). It
 
 1. starts a throw-away PostgreSQL (``testkit.pgserver``; under ``.tools/demo``, or as the
    user ``nobody`` under /tmp when run as root, because initdb refuses root),
@@ -9,12 +9,10 @@ Run as ``.venv/bin/python -m tools.demo`` (after ``make venv tools``). The demo
    all as real ``fast-note-migrate`` processes, and streams their logs,
 4. shows ``status`` and ``verify``, then a second ``deploy`` that has nothing to do,
 5. checks ``_prisma_migrations`` (every migration recorded exactly once), prints a
-   summary of who did what when, and stops the database,
-6. then, when the local control plane is already built (``make e2e-control-plane e2e-deps``
-   or ``make e2e``), runs scenarios 1 and 2 of docs/e2e.md with Helm on it
-   (``tools/demo_kube.py``); ``FAST_NOTE_DEMO_KUBE=0`` skips that, ``=1`` requires it.
+   summary of who did what when, and stops the database.
 
-It exits 0 only if everything happened as expected, so it doubles as a smoke test.
+:func:`run_embedded_demo` returns 0 only if everything happened as expected, so the demo
+doubles as a smoke test.
 """
 
 from __future__ import annotations
@@ -34,10 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from fast_note_migrate.errors import EXIT_CODE_MEANINGS
 from testkit.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
+from tools.demo.output import Out
 
 MIGRATIONS_DIR = REPO / "examples" / "prisma" / "migrations"
 DEMO_WORKDIR = REPO / ".tools" / "demo"
@@ -49,61 +48,9 @@ WAIT_INTERVAL = "250ms"
 DEPLOY_DELAY = 0.3  # seconds between the last replica waiting and the Job's deploy
 PROCESS_TIMEOUT = 90.0
 
+
 def exit_meaning(code: int) -> str:
     return {int(k): v for k, v in EXIT_CODE_MEANINGS.items()}.get(code, "unknown exit code")
-
-
-# Output ---------------------------------------------------------------------------
-
-class Out:
-    """Plain text, with a little colour only when stdout is a terminal (and NO_COLOR unset)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        # bound once: the Kubernetes part silences the e2e harness's own prints
-        self.stream = stream or sys.stdout
-        self.colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
-
-    def style(self, text: str, code: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.colour else text
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.stream, flush=True)
-
-    def heading(self, text: str) -> None:
-        self.line()
-        self.line(self.style(text, "1"))
-
-    def ok(self, text: str) -> None:
-        self.line(f"      {self.style('ok', '32')}    {text}")
-
-    def fail(self, text: str) -> None:
-        self.line(f"      {self.style('FAIL', '31;1')}  {text}")
-
-    def note(self, text: str) -> None:
-        self.line(f"      {text}")
-
-    def check(self, ok: bool, text: str, problems: list[str]) -> bool:
-        """Print an ok/FAIL line; a failure is also added to ``problems``."""
-        if ok:
-            self.ok(text)
-        else:
-            self.fail(text)
-            problems.append(text)
-        return ok
-
-    def verdict(self, problems: list[str], what: str, ok_text: str) -> int:
-        """The closing line of a demo: its exit code, 1 if anything unexpected happened."""
-        if problems:
-            self.line(self.style(f"{what} FAILED: something unexpected happened:", "31;1"))
-            for problem in problems:
-                self.line(f"  - {problem}")
-            return 1
-        self.line(self.style(f"{what} OK: {ok_text}", "32;1"))
-        return 0
-
-    def block(self, text: str, prefix: str = "      | ") -> None:
-        for row in text.rstrip("\n").splitlines():
-            self.line(f"{prefix}{row}")
 
 
 ACTOR_COLOURS = {"replica-1": "36", "replica-2": "35", "replica-3": "34", "migrate-job": "33"}
@@ -507,44 +454,3 @@ def run_embedded_demo(out: Out | None = None) -> int:
             out.note(f"PostgreSQL stopped; {demo.pg.workdir} removed.")
     out.line()
     return out.verdict(demo.problems, "Demo", "everything happened as expected.")
-
-
-def main() -> int:
-    """The embedded demo, then the Kubernetes part (``tools/demo_kube.py``) when it can run.
-
-    ``FAST_NOTE_DEMO_KUBE``: unset or ``auto`` runs the Kubernetes part only if the control
-    plane is already built and cached (never starts the ~6 min build) and the kubernetes
-    client is installed, else says so in one line; ``0`` skips it; ``1`` requires it.
-    """
-    mode = os.environ.get("FAST_NOTE_DEMO_KUBE", "auto").strip().lower() or "auto"
-    out = Out()
-    if mode not in ("0", "1", "auto"):
-        out.fail(f"FAST_NOTE_DEMO_KUBE={mode}: use 0 (embedded only), 1 (require the "
-                 "Kubernetes part) or auto")
-        return 2
-    reason: str | None = "FAST_NOTE_DEMO_KUBE=0"
-    if mode != "0":
-        from tools.demo_kube import ENABLE_HINT, unavailable_reason
-
-        reason = unavailable_reason()
-        if reason is not None and mode == "1":
-            out.fail(f"FAST_NOTE_DEMO_KUBE=1 but the Kubernetes part cannot run: {reason}; "
-                     f"{ENABLE_HINT}")
-            return 2
-    code = run_embedded_demo(out)
-    if reason is None and code != 0:
-        out.line()
-        out.line("Kubernetes part not run: the embedded demo failed.")
-    elif reason is None:
-        from tools.demo_kube import run_kube_demo
-
-        code = max(code, run_kube_demo(out))
-    elif mode == "auto":
-        out.line()
-        out.line(f"Kubernetes part skipped: {reason}; {ENABLE_HINT} "
-                 "(FAST_NOTE_DEMO_KUBE=0 skips it silently).")
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ SOAK_ITERATIONS ?= 100
 
 ##@ Benchmarks and reliability
 
-$(TOOLS)/bin/dbmate: tools/bench.py
+$(TOOLS)/bin/dbmate: tools/bench.py tools/fetch_tools.py
 	$(BIN)/python -m tools.bench install-dbmate --into $(TOOLS)/bin
 
 .PHONY: bench-tools

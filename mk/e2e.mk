@@ -1,6 +1,7 @@
-# End-to-end targets: a real Kubernetes API server (1.20.2, built once from Debian's source
-# package and cached in $(E2E_CACHE)), the node agent (a kubelet test double), an embedded
-# PostgreSQL and the chart with Helm 3 and Helm 4. Included by the Makefile. docs/e2e.md.
+# End-to-end targets: a real Kubernetes API server (the version pinned in tools/fetch_tools.py,
+# built once from Debian's source package and cached in $(E2E_CACHE)), the node agent (a kubelet
+# test double), an embedded PostgreSQL and the chart with Helm 3 and Helm 4. Included by the
+# Makefile. docs/e2e.md.
 
 E2E_CACHE ?= /var/cache/fast-note-e2e
 E2E_PYTEST_ARGS ?=
@@ -17,7 +18,7 @@ $(BIN)/.e2e-installed: tests/e2e/requirements.txt $(BIN)/.installed
 e2e-deps: venv tools $(BIN)/.e2e-installed ## Install the e2e Python deps (kubernetes client) into .venv
 
 .PHONY: e2e-control-plane
-e2e-control-plane: ## Build kube-apiserver/kube-controller-manager 1.20.2 once (~6 min cold), install etcd
+e2e-control-plane: ## Build the pinned kube-apiserver/kube-controller-manager once (~6 min cold), install etcd
 	@FAST_NOTE_E2E_CACHE=$(E2E_CACHE) bash testkit/kube/build-control-plane.sh >/dev/null
 
 .PHONY: e2e

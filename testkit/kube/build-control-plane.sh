@@ -9,7 +9,9 @@
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 
-K8S_VERSION=1.20.2
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# the pinned version of the source package, from the table of every pin (tools/fetch_tools.py)
+K8S_VERSION=$(python3 "$REPO/tools/fetch_tools.py" --pin kubernetes)
 CACHE_ROOT=${FAST_NOTE_E2E_CACHE:-/var/cache/fast-note-e2e}
 CACHE=$CACHE_ROOT/kubernetes-$K8S_VERSION
 BIN=$CACHE/bin

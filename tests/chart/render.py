@@ -19,8 +19,12 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from fast_note_migrate import __version__
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fast-note"
+# The chart's appVersion is the project version (tests/test_version.py), the migrator's default tag.
+MIGRATOR_IMAGE = f"fast-note-migrate:{__version__}"
 HELM_BIN = {"helm3": ROOT / ".tools" / "bin" / "helm3", "helm4": ROOT / ".tools" / "bin" / "helm4"}
 HELMS = tuple(HELM_BIN)
 # Oldest and newest Kubernetes we validate against (kubernetes-validate 1.37 ships 1.25-1.37).
@@ -38,7 +42,8 @@ DB_URL = "postgresql://fastnote:secret@postgres:5432/fastnote"
 RELEASE = "fast-note"
 NAMESPACE = "fast-note-prod"
 # The one pod that uses the Kubernetes API, with its own ServiceAccount and read-only Role
-# (templates/migration/contract-rbac.yaml): the contract Job waiting for the rollout.
+# (templates/migration/contract-serviceaccount.yaml, contract-role.yaml): the contract Job waiting
+# for the rollout.
 API_POD = f"Job/{RELEASE}-migrate-contract"
 API_SERVICE_ACCOUNT = f"{RELEASE}-migrate-contract"
 

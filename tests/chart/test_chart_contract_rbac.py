@@ -1,5 +1,6 @@
-"""templates/migration/contract-rbac.yaml: the contract Job's own ServiceAccount, read-only Role and
-RoleBinding, hooks created before the Job."""
+"""templates/migration/contract-serviceaccount.yaml, contract-role.yaml, contract-rolebinding.yaml:
+the contract Job's own ServiceAccount, read-only Role and RoleBinding, hooks created before the
+Job."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .render import (
+    MIGRATOR_IMAGE,
     VALUES_FILES,
     container,
     db,
@@ -49,7 +50,7 @@ class TestDeployment:
         values = strategy_values("hook", wait={"timeout": "90s"}, connectTimeout="20s")
         spec = deployment(render_chart(values, helm=helm))["spec"]["template"]["spec"]
         wait = container(spec, "wait-for-migrations")
-        assert wait["image"] == "fast-note-migrate:0.1.0"
+        assert wait["image"] == MIGRATOR_IMAGE
         assert wait["args"] == ["wait", "--timeout", "90s", "--connect-timeout", "20s"]
 
     def test_should_migrate_in_the_init_container_like_the_seed(self, helm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from .render import containers, pod_specs, render_chart, strategy_values
+from .render import MIGRATOR_IMAGE, containers, pod_specs, render_chart, strategy_values
 
 MIGRATOR_NAMES = {"migrate", "wait-for-migrations", "verify", "migrate-contract"}
 
@@ -39,7 +39,7 @@ class TestPodFragments:
         assert {c["name"] for c in found} == MIGRATOR_NAMES
         first = _normalised(found[0])
         assert all(_normalised(c) == first for c in found)
-        assert first["image"] == "fast-note-migrate:0.1.0"
+        assert first["image"] == MIGRATOR_IMAGE
 
     def test_should_copy_migrations_the_same_way_everywhere(self, helm):
         copies = [

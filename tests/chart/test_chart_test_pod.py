@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .render import (
+    MIGRATOR_IMAGE,
     VALUES_FILES,
     annotations,
     component,
@@ -23,7 +24,7 @@ class TestVerifyPod:
         }
         verify = container(pod["spec"], "verify")
         assert verify["args"] == ["verify"]
-        assert verify["image"] == "fast-note-migrate:0.1.0"
+        assert verify["image"] == MIGRATOR_IMAGE
         assert pod["spec"]["restartPolicy"] == "Never"
 
     def test_should_verify_the_migrations_of_the_deployed_app_image(self, helm):

@@ -4,7 +4,7 @@ Each fragment exists once: the migrator container, the copy-migrations init cont
 the pod-level security settings and the volumes.
 */}}
 
-{{/* Pod-level settings every pod shares: security context, image pull secrets, node selector, tolerations. */}}
+{{/* Pod-level settings every pod shares: security context, image pull secrets, node selector, tolerations. Argument: $. */}}
 {{- define "fast-note.podCommon" -}}
 {{- with .Values.podSecurityContext }}
 securityContext:
@@ -42,7 +42,7 @@ volumes:
 {{- end }}
 {{- end -}}
 
-{{/* Container security context (restricted, read-only root file system). */}}
+{{/* Container security context (restricted, read-only root file system). Argument: $. */}}
 {{- define "fast-note.containerSecurityContext" -}}
 {{- with .Values.securityContext }}
 securityContext:
@@ -50,7 +50,7 @@ securityContext:
 {{- end }}
 {{- end -}}
 
-{{/* Init container copying the migrations out of the APP image into the migrations emptyDir. */}}
+{{/* Init container copying the migrations out of the APP image into the migrations emptyDir. Argument: $. */}}
 {{- define "fast-note.copyMigrations.container" -}}
 - name: copy-migrations
   image: {{ include "fast-note.image" . | quote }}
@@ -120,51 +120,4 @@ initContainers:
 containers:
   {{- include "fast-note.migrator.container" (dict "root" $root "name" .name "args" .args "secretName" .secretName) | nindent 2 }}
 {{ include "fast-note.volumes" (dict "root" $root "migrations" true) }}
-{{- end -}}
-
-{{/* Spec of a migration Job: (dict "root" $ "name" "migrate" "args" (list ...) "component" "migration" "serviceAccountName" "..." "apiToken" false); the ServiceAccount defaults to the migration one. */}}
-{{- define "fast-note.migration.jobSpec" -}}
-{{- $root := .root -}}
-{{- $job := $root.Values.migration.job -}}
-backoffLimit: {{ $job.backoffLimit }}
-activeDeadlineSeconds: {{ $job.activeDeadlineSeconds }}
-{{- if not (kindIs "invalid" $job.ttlSecondsAfterFinished) }}
-ttlSecondsAfterFinished: {{ $job.ttlSecondsAfterFinished }}
-{{- end }}
-{{- if semverCompare ">=1.26-0" $root.Capabilities.KubeVersion.Version }}
-podFailurePolicy:
-  rules:
-    {{- /* Usage error, failed migration blocking the history, drift: a retry cannot help. */}}
-    - action: FailJob
-      onExitCodes:
-        containerName: {{ .name }}
-        operator: In
-        values: [2, 4, 5]
-    - action: Ignore
-      onPodConditions:
-        - type: DisruptionTarget
-          status: "True"
-{{- end }}
-template:
-  metadata:
-    labels:
-      {{- include "fast-note.selectorLabels" $root | nindent 6 }}
-      app.kubernetes.io/component: {{ .component | default "migration" }}
-    {{- with $root.Values.migration.job.podAnnotations }}
-    annotations:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-  spec:
-    {{- $sa := .serviceAccountName | default (include "fast-note.migration.serviceAccountName" $root) }}
-    {{- include "fast-note.migration.podSpec" (dict "root" $root "name" .name "args" .args "serviceAccountName" $sa "secretName" (include "fast-note.migration.secretName" $root) "apiToken" .apiToken) | nindent 4 }}
-{{- end -}}
-
-{{/* Metadata annotations of a migration Job: (dict "root" $ "base" "<yaml>"): the chart's hook annotations with migration.job.annotations merged on top. */}}
-{{- define "fast-note.migration.jobAnnotations" -}}
-{{- $base := fromYaml (default "" .base) -}}
-{{- $merged := merge (deepCopy (default (dict) .root.Values.migration.job.annotations)) $base -}}
-{{- with $merged }}
-annotations:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
 {{- end -}}

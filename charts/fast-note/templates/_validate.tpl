@@ -1,4 +1,4 @@
-{{/* Fails the render on value combinations that cannot work; each message says what to set. Included by the Deployment. */}}
+{{/* Fails the render on value combinations that cannot work; each message says what to set. Included by the Deployment. Argument: $. */}}
 {{- define "fast-note.validate" -}}
 {{- $m := .Values.migration -}}
 {{- $db := .Values.database -}}

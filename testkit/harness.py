@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from testkit.database import Database
 from testkit.kube import images
 from testkit.kube.cluster import LocalCluster
 
@@ -203,42 +202,15 @@ class Helm:
         return list(json.loads(self("history", release, "-o", "json").stdout))
 
 
-@dataclass
-class Database:
-    """The test's own database on the session's PostgreSQL."""
-
-    admin_url: str
-    url: str  # as the pods see it
-    name: str
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            return list(conn.execute(sql, params).fetchall())
-
-    def has_history_table(self) -> bool:
-        return bool(self.query("SELECT to_regclass('_prisma_migrations') IS NOT NULL")[0][0])
-
-    def history(self) -> list[Json]:
-        """Rows of _prisma_migrations, oldest first."""
-        if not self.has_history_table():
-            return []
-        rows = self.query(
-            "SELECT migration_name, finished_at IS NOT NULL, rolled_back_at IS NOT NULL, "
-            "applied_steps_count, logs FROM _prisma_migrations ORDER BY started_at, migration_name")
-        return [{"name": r[0], "finished": r[1], "rolled_back": r[2], "steps": r[3], "logs": r[4]}
-                for r in rows]
-
-    def applied(self) -> list[str]:
-        return [r["name"] for r in self.history() if r["finished"] and not r["rolled_back"]]
-
-    def migrate(self, verb: str, *args: str, migrations: Path | None = None,
-                check: bool = True) -> Result:
-        """Run the migrator here, as an operator would from a laptop or a debug pod."""
-        env = dict(os.environ, DATABASE_URL=self.url)
-        if migrations is not None:
-            env["MIGRATIONS_DIR"] = str(migrations)
-        binary = REPO / ".venv" / "bin" / "fast-note-migrate"
-        return run([binary, verb, *args], env=env, check=check)
+def migrate(database: Database, verb: str, *args: str, migrations: Path | None = None,
+            check: bool = True) -> Result:
+    """Run the migrator against ``database``, as an operator would from a laptop or a debug
+    pod (the installed ``fast-note-migrate``, configured by the environment)."""
+    env = dict(os.environ, DATABASE_URL=database.url())
+    if migrations is not None:
+        env["MIGRATIONS_DIR"] = str(migrations)
+    binary = REPO / ".venv" / "bin" / "fast-note-migrate"
+    return run([binary, verb, *args], env=env, check=check)
 
 
 @dataclass

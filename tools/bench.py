@@ -25,6 +25,7 @@ import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -202,7 +203,7 @@ class Bench:
 
     def scalar(self, name: str, query: str) -> object:
         with psycopg.connect(self.server.url(name), autocommit=True) as conn:
-            row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(query).fetchone()
             return row[0] if row else None
 
     # commands
@@ -234,12 +235,13 @@ class Bench:
                 "fast-note-migrate deploy --lint-policy off":
                     lambda n: self.ours("deploy", "--lint-policy", "off"),
                 "psql -1 -f (one transaction, the floor)":
-                    lambda n, m=mset: self.psql_file(n, m.concatenated, single_transaction=True),
+                    partial(self.psql_file, path=mset.concatenated, single_transaction=True),
                 "psql -f (autocommit)":
-                    lambda n, m=mset: self.psql_file(n, m.concatenated, single_transaction=False),
+                    partial(self.psql_file, path=mset.concatenated, single_transaction=False),
             }
             if self.dbmate:
-                tools["dbmate migrate"] = lambda n, m=mset: self.dbmate_cmd(n, m.dbmate, "migrate")
+                tools["dbmate migrate"] = partial(self.dbmate_cmd, folder=mset.dbmate,
+                                                  verb="migrate")
             times: dict[str, list[float]] = {label: [] for label in tools}
             for run in range(self.runs):
                 for label, argv in tools.items():
@@ -465,9 +467,9 @@ def render(args: argparse.Namespace, machine: list[str],
               "| deployers | median wall | ÷ one deployer | floor: N x import psycopg |",
               "|---:|---:|---:|---:|"]
     one = median(concurrent[1])
-    for n, times in concurrent.items():
+    for n, walls in concurrent.items():
         floor_text = secs(median(floor[n])) if n in floor else "—"
-        lines.append(f"| {n} | {secs(median(times))} | {median(times) / one:.2f}x | "
+        lines.append(f"| {n} | {secs(median(walls))} | {median(walls) / one:.2f}x | "
                      f"{floor_text} |")
     lines += ["", "## Import time of the CLI", "",
               "`python -X importtime -m fast_note_migrate deploy` on an up-to-date database "

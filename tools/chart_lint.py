@@ -59,8 +59,9 @@ def helm_lint(helm: str, values: Path | None) -> tuple[bool, str]:
 
 def yamllint_problems() -> list[str]:
     """yamllint problems (errors and warnings) in the chart's YAML files, `path:line:col: ...`."""
-    from yamllint import linter
-    from yamllint.config import YamlLintConfig
+    # yamllint and yamale ship no annotations
+    from yamllint import linter  # type: ignore[import-untyped]
+    from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
     conf = YamlLintConfig(file=str(LINTCONF))
     problems = []
@@ -74,7 +75,7 @@ def yamllint_problems() -> list[str]:
 
 def yamale_problems(chart_yaml: Path | None = None) -> list[str]:
     """Problems of Chart.yaml against charts/chart_schema.yaml (strict: unknown keys fail)."""
-    import yamale
+    import yamale  # type: ignore[import-untyped]  # ships no annotations
 
     schema = yamale.make_schema(str(CHART_SCHEMA))
     data = yamale.make_data(str(chart_yaml or CHART / "Chart.yaml"))

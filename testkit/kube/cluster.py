@@ -40,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tools.fetch_tools import PINS
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = Path(__file__).resolve().parent / "build-control-plane.sh"
-K8S_VERSION = "1.20.2"
+K8S_VERSION = PINS["kubernetes"].version
 DEFAULT_CACHE = Path(os.environ.get("FAST_NOTE_E2E_CACHE", "/var/cache/fast-note-e2e"))
 ADMIN_TOKEN_USER = "fast-note-e2e-admin"
 

@@ -59,6 +59,7 @@ from kubernetes.client.rest import ApiException  # type: ignore[import-untyped]
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from testkit.kube import images
+from testkit.kube.cluster import K8S_VERSION
 
 LOG = logging.getLogger("node-agent")
 RUN_CONTAINER = Path(__file__).resolve().parent / "run_container.py"
@@ -159,7 +160,7 @@ class Api:
             "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "",
                          "kernelVersion": platform.release(), "osImage": "fast-note e2e",
                          "containerRuntimeVersion": "fast-note-node-agent://1",
-                         "kubeletVersion": "v1.20.2", "kubeProxyVersion": "v1.20.2",
+                         "kubeletVersion": f"v{K8S_VERSION}", "kubeProxyVersion": f"v{K8S_VERSION}",
                          "operatingSystem": "linux", "architecture": "amd64"},
         }
         patch = [{"op": "replace", "path": "/status", "value": status}]

@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from testkit.harness import HELMS, KUBECTL, Cluster, Database, Helm, Images, Kube, run
+from testkit.database import Database
+from testkit.harness import HELMS, KUBECTL, Cluster, Helm, Images, Kube, run
 from testkit.kube.cluster import LocalCluster
 from testkit.pgserver import PostgresServer
 
@@ -125,17 +125,11 @@ def e2e_postgres() -> Iterator[str]:
 @pytest.fixture
 def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
     """A fresh database, and the Secret ``fast-note-db`` (key ``database-url``) in the namespace."""
-    name = "e2e_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(e2e_postgres, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-    base, _, query = e2e_postgres.partition("?")
-    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-    db = Database(e2e_postgres, url, name)
+    db = Database.create(e2e_postgres, prefix="e2e_")
     kube.kubectl("create", "secret", "generic", "fast-note-db",
-                 f"--from-literal=database-url={url}")
+                 f"--from-literal=database-url={db.url()}")
     yield db
-    with psycopg.connect(e2e_postgres, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.drop()
 
 
 @pytest.fixture(autouse=True, scope="session")

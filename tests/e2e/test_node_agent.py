@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from testkit.harness import Cluster, Database, Images, Kube, pod_ready
+from testkit.database import Database
+from testkit.harness import Cluster, Images, Kube, migrate, pod_ready
 
 DB_ENV = "{name: DATABASE_URL, valueFrom: {secretKeyRef: {name: fast-note-db, key: database-url}}}"
 
@@ -125,7 +126,7 @@ spec:
         p if len(p := [x for x in kube.items("pods", "app=web")
                        if x["status"].get("phase") == "Running"]) == 2 else None))
     assert not any(pod_ready(p) for p in pods)
-    database.migrate("deploy", migrations=images.migrations_dir(tag))
+    migrate(database, "deploy", migrations=images.migrations_dir(tag))
     kube.wait_for("the Deployment to be available", lambda: kube.get(
         "deployment", "web").get("status", {}).get("readyReplicas") == 2)
     ports = {}
@@ -162,7 +163,7 @@ def test_standin_app_reports_image_and_migrations(kube: Kube, database: Database
                                                   images: Images, cluster: Cluster) -> None:
     """The stand-in serves on the PORT the agent gives it and tells which image it runs."""
     tag = images.app("infra-2", {"20240101000000_init": "CREATE TABLE t (id int);"})
-    database.migrate("deploy", migrations=images.migrations_dir(tag))
+    migrate(database, "deploy", migrations=images.migrations_dir(tag))
     kube.apply(f"""
 apiVersion: v1
 kind: Pod

@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 
 from testkit import catalogue
+from testkit.database import Database
 from testkit.harness import (
     APP_REPOSITORY,
     RELEASE,
     Cluster,
-    Database,
     Helm,
     Images,
     Kube,
     example_migrations,
+    migrate,
     migration_jobs,
     pod_image,
     pod_ready,
@@ -51,8 +52,7 @@ def assert_app_serving(kube: Kube, tag: str, replicas: int) -> None:
 
 
 def assert_applied_once(db: Database, expected: list[str]) -> None:
-    rows = db.history()
-    counts = Counter(r["name"] for r in rows if r["finished"] and not r["rolled_back"])
+    counts = Counter(r.name for r in db.history(missing_ok=True) if r.applied)
     assert sorted(counts) == sorted(expected)
     assert set(counts.values()) == {1}, f"applied more than once: {counts}"
 
@@ -121,14 +121,14 @@ def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolv
     assert catalogue.BROKEN in log, log
 
     broken_dir = images.migrations_dir(catalogue.BROKEN_TAG)
-    status = database.migrate("status", "--json", migrations=broken_dir, check=False)
+    status = migrate(database, "status", "--json", migrations=broken_dir, check=False)
     assert status.returncode == 4, status
     assert catalogue.BROKEN in json.dumps(json.loads(status.stdout))
 
-    database.migrate("resolve", "--rolled-back", catalogue.BROKEN, migrations=broken_dir)
+    migrate(database, "resolve", "--rolled-back", catalogue.BROKEN, migrations=broken_dir)
     helm.upgrade(RELEASE, values("hook", catalogue.FIXED_TAG))
     assert_app_serving(kube, catalogue.FIXED_TAG, 2)
-    assert catalogue.BROKEN in database.applied()
+    assert catalogue.BROKEN in database.applied(missing_ok=True)
     helm.test(RELEASE)
 
 
@@ -183,11 +183,11 @@ def test_rollback_starts_old_pods_although_database_is_ahead(
 def test_strategy_none_leaves_database_alone(
         helm: Helm, kube: Kube, database: Database, images: Images) -> None:
     """7. strategy none: no Job, no init container, the database is not touched."""
-    database.migrate("deploy", migrations=images.migrations_dir(catalogue.OLD))
-    before = database.history()
+    migrate(database, "deploy", migrations=images.migrations_dir(catalogue.OLD))
+    before = database.history(missing_ok=True)
     helm.upgrade(RELEASE, values("none", catalogue.CURRENT))
     assert_app_serving(kube, catalogue.CURRENT, 2)
-    assert database.history() == before
+    assert database.history(missing_ok=True) == before
     assert migration_jobs(kube) == []
     for pod in app_pods(kube):
         assert not pod["spec"].get("initContainers")

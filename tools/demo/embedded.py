@@ -368,16 +368,14 @@ class Demo:
 
     def history_check(self, expected: list[str]) -> list[tuple[str, int, float | None]]:
         self.out.heading(f"[7/7] Read {SCHEMA}._prisma_migrations")
-        import psycopg
+        from testkit.database import Database
 
         assert self.pg is not None
-        with psycopg.connect(self.pg.url(DATABASE), autocommit=True) as conn:
-            rows = conn.execute(
-                f"SELECT migration_name, count(*), "
-                f"count(*) FILTER (WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL), "
-                f"max(finished_at) FROM \"{SCHEMA}\"._prisma_migrations "
-                f"GROUP BY migration_name ORDER BY migration_name").fetchall()
-        found = {name: (int(total), int(good), at) for name, total, good, at in rows}
+        found: dict[str, tuple[int, int, datetime | None]] = {}
+        for row in Database(self.pg.url(), DATABASE).history(SCHEMA):
+            total, good, at = found.get(row.name, (0, 0, None))
+            latest = max(filter(None, (at, row.finished_at)), default=None)
+            found[row.name] = (total + 1, good + row.applied, latest)
         table = []
         self.note(f"{'migration':<42} {'rows':>4}  {'finished':>9}")
         for name in sorted(set(expected) | set(found)):

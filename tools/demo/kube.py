@@ -54,7 +54,8 @@ from testkit.kube.cluster import (
 from tools.demo.output import Out
 
 if TYPE_CHECKING:  # imported when the part runs: testkit.harness needs psycopg
-    from testkit.harness import Database, Helm, Kube
+    from testkit.database import Database
+    from testkit.harness import Helm, Kube
 
 RELEASE = "fast-note"
 NAMESPACE = "fast-note-demo"
@@ -234,7 +235,8 @@ class KubeDemo:
 
     def run(self) -> None:
         from testkit import catalogue
-        from testkit.harness import Database, Helm, Images, Kube, example_migrations
+        from testkit.database import Database
+        from testkit.harness import Helm, Images, Kube, example_migrations
         from testkit.pgserver import PostgresServer
 
         out = self.out
@@ -252,7 +254,7 @@ class KubeDemo:
 
             with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
-            database = Database(pg.url("postgres"), pg.url(DATABASE), DATABASE)
+            database = Database(pg.url("postgres"), DATABASE, pg.install / "bin")
             self.timeline.add("postgres", f"started on 127.0.0.1:{pg.port}, "
                                           f"database {DATABASE} created")
             cluster = LocalCluster(images_dir=images_root)
@@ -265,7 +267,7 @@ class KubeDemo:
             kube.kubectl("create", "namespace", NAMESPACE)
             cluster.wait_namespace_ready(NAMESPACE)
             kube.kubectl("create", "secret", "generic", "fast-note-db",
-                         f"--from-literal=database-url={database.url}")
+                         f"--from-literal=database-url={database.url()}")
             out.note(f"namespace {NAMESPACE}; Secret fast-note-db holds the DATABASE_URL; "
                      f"app image tags {old} ({len(example_migrations()) - 1} migrations) and "
                      f"{new} ({len(example_migrations())})")
@@ -380,8 +382,8 @@ class KubeDemo:
             self.out.block(result.stderr[-3000:] or result.stdout[-3000:])
 
     def history(self, database: Database, expected: list[str], show: bool = False) -> None:
-        rows = database.history()
-        counts = Counter(r["name"] for r in rows if r["finished"] and not r["rolled_back"])
+        rows = database.history(missing_ok=True)
+        counts = Counter(r.name for r in rows if r.applied)
         if show:
             self.out.note(f"{'migration':<42} {'rows':>4}")
             for name in sorted(set(expected) | set(counts)):

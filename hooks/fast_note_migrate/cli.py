@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .durations import parse_duration
-from .errors import EXIT_CODE_MEANINGS, ExitCode, MigrateError
+from .errors import EXIT_CODE_MEANINGS, ExitCode, MigrateError, Stopped
 
 if TYPE_CHECKING:
     from .deploy import DeployOptions
@@ -157,12 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     _lock_timeout_option(sub)
     sub.add_argument("--dry-run", action="store_true",
                      help="print the plan; take no lock and change nothing")
+    sub.add_argument("--allow-drift", action="store_true",
+                     help="apply even though an applied migration was edited (by default "
+                     "deploy stops with exit 5 before any change, as `wait` does)")
     _lint_policy_option(sub, "lint the pending migrations first")
     _safety_options(sub)
     _phase_options(sub)
 
-    sub = verb("status", "show every migration's state: applied, pending, failed, edited, "
-               "missing locally, rolled back")
+    sub = verb("status", "show every migration's state: applied, pending, running, "
+               "interrupted, failed, edited, missing locally, rolled back")
     sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
     sub = verb("wait", "wait until every local migration is applied (for app pods); "
@@ -222,7 +225,8 @@ def _deploy_options(args: argparse.Namespace) -> DeployOptions:
 
         rollout = Target(args.wait_for_rollout, args.namespace, args.rollout_timeout)
     return DeployOptions(lint_policy=Policy(args.lint_policy), execution=_settings(args),
-                         phase=Phase(args.phase), rollout=rollout)
+                         phase=Phase(args.phase), rollout=rollout,
+                         allow_drift=args.allow_drift)
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
@@ -256,24 +260,35 @@ def _run(args: argparse.Namespace) -> ExitCode:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from . import logs
+    from . import logs, signals
+    from .logs import fields
 
-    logs.setup(args.log_format, -1 if args.quiet else (1 if args.verbose else 0))
+    logs.setup(args.log_format, -1 if args.quiet else (1 if args.verbose else 0), args.verb)
     try:
-        code = _run(args)
+        with signals.stop_on_signals():
+            code = _run(args)
     except MigrateError as exc:
-        log.error("%s", exc)
-        if exc.hint:
-            log.error("what to do: %s", exc.hint)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        code = ExitCode.FAILED
-    except Exception as exc:  # a bug or an unforeseen failure: short message, trace with -v
-        log.error("unexpected error: %s: %s", type(exc).__name__, exc)
-        log.error("what to do: run again with -v for the traceback, and report it")
+        context = fields(exit_code=int(code), prisma_code=exc.prisma_code or None, **exc.fields)
+        log.error("%s", exc, extra=context)
+        if exc.hint:
+            log.error("what to do: %s", exc.hint, extra=context)
         log.debug("traceback", exc_info=True)
+    except Stopped as stop:
+        import signal
+
+        code = stop.exit_code
+        log.error("stopped by %s: the statement in progress was cancelled and rolled back, "
+                  "the lock released", signal.Signals(stop.signum).name,
+                  extra=fields(exit_code=int(code)))
+        log.error("what to do: run the same command again", extra=fields(exit_code=int(code)))
+    except Exception as exc:  # a bug or an unforeseen failure: short message, trace with -v
         code = ExitCode.FAILED
+        log.error("unexpected error: %s: %s", type(exc).__name__, exc,
+                  extra=fields(exit_code=int(code)))
+        log.error("what to do: run again with -v for the traceback, and report it",
+                  extra=fields(exit_code=int(code)))
+        log.debug("traceback", exc_info=True)
     log.debug("exit %d", int(code))
     return int(code)
 

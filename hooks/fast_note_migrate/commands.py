@@ -15,13 +15,14 @@ from . import lock
 from .db import DatabaseUrl, connect
 from .deploy import Deployer, DeployOptions, blocked
 from .durations import format_duration
-from .errors import ConfigError, ExitCode, NotUpToDate
+from .errors import ConfigError, DatabaseError, Drift, ExitCode, NotUpToDate
 from .history import History
 from .lint import Policy
 from .migrations import Migration, MigrationsDir
 from .phases import Phase
+from .redaction import redact
 from .runner import Settings
-from .state import Report, State
+from .state import MigrationState, Report, State
 
 if TYPE_CHECKING:
     import psycopg
@@ -41,9 +42,21 @@ class Context:
 
     @contextmanager
     def connection(self, verb: str) -> Iterator[psycopg.Connection]:
+        """A connection for the verb; losing it (a restart, a failover, a terminated
+        backend) is reported as such (exit 1), never as an unexpected error."""
+        import psycopg
+
         conn = connect(self.url, verb, self.connect_timeout)
         try:
             yield conn
+        except psycopg.OperationalError as exc:
+            if not (conn.closed or conn.broken):
+                raise
+            raise DatabaseError(
+                f"lost the database connection during {verb}: {_first_line(exc)}",
+                hint="the database restarted or the connection was cut; run the command "
+                "again (what a deploy had not committed was rolled back; a statement-by-"
+                "statement migration resumes)") from exc
         finally:
             conn.close()
 
@@ -51,7 +64,11 @@ class Context:
         return History(conn, self.url.schema)
 
     def report(self, conn: psycopg.Connection, local: list[Migration]) -> Report:
-        return Report.build(local, self.history(conn).rows())
+        """The folder against the history; an unfinished row is *running* while another
+        session holds the migration lock (asked only when there is such a row)."""
+        rows = self.history(conn).rows()
+        running = any(row.is_failed for row in rows) and lock.held_elsewhere(conn)
+        return Report.build(local, rows, lock_held_elsewhere=running)
 
 
 def out(text: str = "") -> None:
@@ -105,7 +122,10 @@ def _print_plan(ctx: Context, deployer: Deployer, local: list[Migration]) -> Exi
         out(f"would create the table {ctx.url.schema}._prisma_migrations")
     deployer.lint(plan)
     for migration in plan.pending:
-        if migration in plan.selected:
+        if migration.name in plan.resume and migration in plan.selected:
+            how = f" (resuming at statement {plan.resume[migration.name][1] + 1})"
+            out(f"would finish {migration.name}{how}")
+        elif migration in plan.selected:
             how = " (statement by statement)" if plan.splits(migration) else ""
             out(f"would apply {migration.name}{how}")
         else:
@@ -127,6 +147,8 @@ _STATE_LABELS = {
     State.APPLIED: "applied",
     State.PENDING: "PENDING",
     State.FAILED: "FAILED",
+    State.RUNNING: "RUNNING (being applied)",
+    State.INTERRUPTED: "INTERRUPTED (deploy resumes)",
     State.EDITED: "EDITED after applied",
     State.MISSING_LOCALLY: "applied, MISSING locally",
     State.ROLLED_BACK: "rolled back",
@@ -165,34 +187,63 @@ def status(ctx: Context, *, as_json: bool = False) -> ExitCode:
         }, indent=2))
     else:
         _print_report(ctx, report)
-        for item in report.failed:
+        for item in report.failed + report.unfinished:
             row = item.last_row
-            out(f"\nFailed migration {item.name}:\n{(row.logs if row else '') or '(no logs)'}")
+            what = "Failed" if item.state is State.FAILED else item.state.value.capitalize()
+            out(f"\n{what} migration {item.name}:\n"
+                f"{(row.logs if row else '') or '(no logs)'}")
     return code
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else repr(exc))
+
+
+def _reconnect_after_loss(ctx: Context, conn: psycopg.Connection, exc: Exception,
+                          verb: str) -> psycopg.Connection:
+    """A new connection when ``exc`` lost the old one (a restart, a failover, a terminated
+    backend), within --connect-timeout; anything else is raised again."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError) or not (conn.closed or conn.broken):
+        raise exc
+    log.warning("lost the database connection (%s): reconnecting", _first_line(exc))
+    conn.close()
+    return connect(ctx.url, verb, ctx.connect_timeout)
+
+
+def _still_required(report: Report) -> list[MigrationState]:
+    """What an app pod still waits for; raises when waiting cannot help (a failed
+    migration, exit 4; a migration in this image that differs from the applied one, 5)."""
+    if report.failed:
+        raise blocked(report.failed)
+    if report.edited:
+        raise Drift(
+            f"migration {report.edited[0].name} in this image differs from the one "
+            "applied to the database",
+            hint="the image and the database disagree: deploy the image the database "
+            "was migrated with, or fix the migration history",
+        )
+    return report.required_pending  # pending contract steps are fine
+
+
 def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
-    """Poll until every local migration is applied with a matching checksum."""
+    """Poll until every local migration is applied with a matching checksum; a lost
+    connection is made again (within --connect-timeout)."""
     local = _local_with_scripts(ctx)
     started = time.monotonic()
     deadline = started + timeout
     last_logged = 0.0
-    with ctx.connection("wait") as conn:
-        history = ctx.history(conn)
+    conn = connect(ctx.url, "wait", ctx.connect_timeout)
+    try:
         while True:
-            report = Report.build(local, history.rows())
-            if report.failed:
-                raise blocked(report.failed)
-            if report.edited:
-                from .errors import Drift
-
-                raise Drift(
-                    f"migration {report.edited[0].name} in this image differs from the one "
-                    "applied to the database",
-                    hint="the image and the database disagree: deploy the image the database "
-                    "was migrated with, or fix the migration history",
-                )
-            required = report.required_pending  # pending contract steps are fine
+            try:
+                report = ctx.report(conn, local)
+            except Exception as exc:
+                conn = _reconnect_after_loss(ctx, conn, exc, "wait")
+                continue
+            required = _still_required(report)
             if not required:
                 if report.pending:
                     log.info("%d contract migration(s) pending: fine for this image (the "
@@ -209,10 +260,14 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
                     "slow",
                 )
             if now - last_logged >= 10 or last_logged == 0:
-                log.info("waiting for %d pending migration(s), first %s",
-                         len(required), required[0].name)
+                doing = {State.RUNNING: ", being applied now",
+                         State.INTERRUPTED: ", interrupted: the next deploy resumes it"}
+                log.info("waiting for %d pending migration(s), first %s%s", len(required),
+                         required[0].name, doing.get(required[0].state, ""))
                 last_logged = now
             time.sleep(min(interval, max(0.0, deadline - now)))
+    finally:
+        conn.close()
 
 
 def verify(ctx: Context) -> ExitCode:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -11,7 +10,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .durations import format_duration
 from .errors import ConfigError, ConnectTimeout, DatabaseError
-from .redaction import redact, remember_password
+from .logs import pod_name
+from .redaction import mask_userinfo, redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 LIBPQ_PARAMS = frozenset(
     {"sslmode", "sslcert", "sslkey", "sslrootcert", "sslpassword", "connect_timeout",
      "application_name", "options", "target_session_attrs", "host", "port", "user",
-     "password", "keepalives", "keepalives_idle", "gssencmode", "channel_binding"}
+     "password", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+     "tcp_user_timeout", "gssencmode", "channel_binding"}
 )
 # Prisma-only parameters: accepted, and not used by a single migrating connection.
 PRISMA_ONLY_PARAMS = frozenset(
@@ -30,6 +31,11 @@ PRISMA_ONLY_PARAMS = frozenset(
      "statement_cache_size", "sslidentity", "sslaccept", "single_use_connections",
      "max_connection_lifetime", "max_idle_connection_lifetime"}
 )
+# TCP keepalives on our side: a peer that vanishes without a FIN or RST (a lost node, a
+# failover) is noticed within about 90 s instead of the kernel's default two hours, so a
+# wait or a lock wait does not hang on a dead socket. The URL's own keepalives_* win.
+TCP_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+                  "keepalives_count": "6"}
 URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?schema=public"
 
 @dataclass(frozen=True)
@@ -48,14 +54,14 @@ class DatabaseUrl:
                 "no database URL given",
                 hint=f"set DATABASE_URL or pass --database-url, e.g. {URL_EXAMPLE}",
             )
-        remember_password(url)
         try:
             parts = urlsplit(url.strip())
             port = parts.port
-        except ValueError as exc:
+        except ValueError:  # the parser's text may quote a piece of the password
             raise ConfigError(
-                f"the database URL is malformed ({redact(str(exc))}): {redact(url)}",
-                hint=f"write it like {URL_EXAMPLE}",
+                f"the database URL is malformed: {mask_userinfo(url)}",
+                hint=f"write it like {URL_EXAMPLE}; in the user and password, percent-encode "
+                "/ ? # @ and : (as %2F %3F %23 %40 %3A)",
             ) from None
         if parts.scheme not in ("postgresql", "postgres"):
             raise ConfigError(
@@ -89,8 +95,7 @@ class DatabaseUrl:
 
 def application_name(verb: str) -> str:
     """Identify the pod and the verb in pg_stat_activity (at most 63 bytes)."""
-    pod = os.environ.get("HOSTNAME") or os.uname().nodename
-    return f"fast-note-migrate {verb} {pod}"[:63]
+    return f"fast-note-migrate {verb} {pod_name()}"[:63]
 
 
 def _connect_once(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycopg.Connection:
@@ -99,6 +104,8 @@ def _connect_once(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycop
     kwargs: dict[str, str | int] = dict(url.conninfo)
     kwargs.setdefault("application_name", application_name(verb))
     kwargs.setdefault("connect_timeout", max(2, int(min(connect_timeout, 10) or 10)))
+    for name, value in TCP_KEEPALIVES.items():
+        kwargs.setdefault(name, value)
     conn = psycopg.connect(autocommit=True, **kwargs)  # type: ignore[arg-type]
     # Prisma runs migrations with the URL's schema as search_path.
     conn.execute("SELECT set_config('search_path', quote_ident(%s), false)", (url.schema,))

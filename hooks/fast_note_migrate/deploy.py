@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 from . import phases
 from .durations import format_duration
-from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
+from .errors import ConfigError, DatabaseError, Drift, HistoryBlocked, MigrationFailed
 from .history import History
 from .lint import Policy
+from .logs import fields
 from .phases import Phase
 from .redaction import redact
-from .runner import Runner, ScriptFailed, Settings
-from .state import MigrationState, Report
+from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
+from .state import MigrationState, Report, State
 from .statements import needs_split
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class DeployOptions:
     execution: Settings = field(default_factory=Settings)
     phase: Phase = Phase.ALL
     rollout: Target | None = None  # wait for this Deployment's rollout first
+    allow_drift: bool = False  # apply even though an applied migration was edited
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,10 @@ class Plan:
     """What a deploy would do, after the checks that refuse it before any change."""
 
     create_table: bool  # the history table does not exist yet
-    pending: list[Migration]  # every pending migration, readable and UTF-8
+    pending: list[Migration]  # every pending or interrupted migration, readable and UTF-8
     selected: list[Migration]  # those this phase applies, in order
+    resume: dict[str, tuple[str, int]] = field(default_factory=dict)  # interrupted runs:
+    # migration name -> (id of its unfinished row, statements already done)
 
     def splits(self, migration: Migration) -> bool:
         """Whether ``migration`` runs statement by statement outside a transaction."""
@@ -72,7 +76,8 @@ def failure_logs(exc: Exception, offset: int, script: str, line: int | None = No
     import psycopg
 
     if not isinstance(exc, psycopg.Error):
-        return str(exc)
+        where = f"\n\nStatement at line {line} of migration.sql" if line is not None else ""
+        return redact(f"{exc}{where}")
     diag = exc.diag
     lines = [f"Database error code: {diag.sqlstate or 'unknown'}", "", "Database error:",
              f"{diag.severity or 'ERROR'}: {diag.message_primary or str(exc).strip()}"]
@@ -88,12 +93,45 @@ def failure_logs(exc: Exception, offset: int, script: str, line: int | None = No
     return redact("\n".join(lines))
 
 
-def _warn_drift(report: Report) -> None:
+def _sqlstate(exc: Exception) -> str | None:
+    import psycopg
+
+    return exc.diag.sqlstate if isinstance(exc, psycopg.Error) else None
+
+
+def _check_drift(report: Report, allow: bool) -> None:
+    """An edited migration stops a deploy before any change (``wait`` refuses it too);
+    a database ahead of the folder is fine (after a rollback)."""
     for item in report.edited:
-        log.warning("migration %s was edited after it was applied (checksum differs)", item.name)
+        if not allow:
+            raise Drift(
+                f"migration {item.name} was edited after it was applied (its checksum "
+                "differs); nothing was changed",
+                hint="deploy the migrations the database was migrated with (restore the "
+                "file from version control); if the edit is deliberate and changes nothing "
+                "in the database (a comment), deploy once with --allow-drift")
+        log.warning("migration %s was edited after it was applied (checksum differs): "
+                    "going on because of --allow-drift", item.name)
     for item in report.missing_locally:
         log.warning("migration %s is applied but not in the migrations folder "
                     "(the database is ahead of this image)", item.name)
+
+
+def _resume_point(item: MigrationState) -> tuple[str, int]:
+    """Where an interrupted statement-by-statement run goes on: its row and progress."""
+    row = item.last_row
+    assert row is not None and row.progress is not None  # the INTERRUPTED state says so
+    if item.local is None or not item.local.matches(row.checksum):
+        what = "is not in the migrations folder" if item.local is None else "has changed"
+        raise Drift(
+            f"migration {item.name} was interrupted after {row.progress[0]} of "
+            f"{row.progress[1]} statements, and its file {what} since; nothing was changed",
+            hint=f"deploy the migrations it was started with to resume it, or undo its "
+            f"first {row.progress[0]} statements by hand and run `fast-note-migrate resolve "
+            f"--rolled-back {item.name}`")
+    log.info("migration %s was interrupted after %d of %d statements: this deploy resumes "
+             "it", item.name, row.progress[0], row.progress[1])
+    return row.id, row.progress[0]
 
 
 class Deployer:
@@ -116,11 +154,13 @@ class Deployer:
         report = Report.build(local, self.history.rows() if exists else [])
         if report.failed:
             raise blocked(report.failed)
-        _warn_drift(report)
-        pending = [item.local for item in report.pending if item.local is not None]
+        _check_drift(report, self.options.allow_drift)
+        resume = {item.name: _resume_point(item) for item in report.having(State.INTERRUPTED)}
+        pending = [item.local for item in report.items if item.local is not None
+                   and (item.state is State.PENDING or item.name in resume)]
         for migration in pending:
             migration.check()
-        return Plan(not exists, pending, phases.select(pending, self.options.phase))
+        return Plan(not exists, pending, phases.select(pending, self.options.phase), resume)
 
     def _check_baseline(self) -> None:
         others = self.history.other_tables()
@@ -155,14 +195,28 @@ class Deployer:
         log.info("%d pending migration(s) to apply", len(pending))
         started = time.monotonic()
         for index, migration in enumerate(pending, 1):
-            log.info("applying %s (%d/%d)", migration.name, index, len(pending))
+            log.info("applying %s (%d/%d)", migration.name, index, len(pending),
+                     extra=fields(migration=migration.name))
             t0 = time.monotonic()
-            self._apply_one(migration)
-            log.info("applied %s in %s", migration.name, format_duration(time.monotonic() - t0))
-        log.info("applied %d migration(s) in %s", len(pending),
-                 format_duration(time.monotonic() - started))
+            self._apply_one(migration, plan.resume.get(migration.name))
+            took = time.monotonic() - t0
+            log.info("applied %s in %s", migration.name, format_duration(took),
+                     extra=fields(migration=migration.name, duration_s=round(took, 3)))
+        took = time.monotonic() - started
+        log.info("applied %d migration(s) in %s", len(pending), format_duration(took),
+                 extra=fields(duration_s=round(took, 3)))
 
-    def _apply_one(self, migration: Migration) -> None:
+    def _bookkeeping(self, name: str, checksum: str | None) -> SplitBookkeeping:
+        """How a statement-by-statement run is recorded: the started row (``checksum``;
+        None when resuming one), its progress after every statement, the finished row."""
+        history = self.history
+        return SplitBookkeeping(
+            start=None if checksum is None
+            else lambda total: history.insert_started(name, checksum, total),
+            progress=lambda done, total: history.progress(name, done, total),
+            finish=lambda: history.mark_finished(name))
+
+    def _apply_one(self, migration: Migration, resume: tuple[str, int] | None) -> None:
         """Apply one migration and record it in Prisma's table, or record its failure.
 
         A script runs as ONE simple-protocol query (SET LOCAL timeouts; script; INSERT the
@@ -170,16 +224,20 @@ class Deployer:
         together or not at all, even if this process is killed, and a try that hit a lock
         timeout leaves no row behind before it is retried. A script with statements that
         cannot run in a transaction block runs statement by statement, in Prisma's three
-        steps (INSERT started row, script, UPDATE finished; see runner).
+        steps (INSERT started row, script, UPDATE finished; see runner), and resumes
+        (``resume``: its row and the statements done) after an interruption.
         """
         import psycopg
 
         script = migration.executable_sql()
         name, checksum = migration.name, migration.checksum
         try:
-            if needs_split(script):
-                self.runner.split(name, script, self.history.insert_started(name, checksum),
-                                  self.history.mark_finished(name))
+            if resume is not None:
+                self.history.resume(name, resume[0])
+                self.runner.split(name, script, self._bookkeeping(name, None),
+                                  resume_at=resume[1])
+            elif needs_split(script):
+                self.runner.split(name, script, self._bookkeeping(name, checksum))
             else:
                 self.runner.transactional(name, script,
                                           self.history.insert_applied(name, checksum))
@@ -194,11 +252,16 @@ class Deployer:
                     "committed; run `fast-note-migrate status`, then deploy again",
                 ) from None
             logs = failure_logs(exc, failure.offset, script, failure.line)
-            self.history.record_failure(name, checksum, logs, started=failure.started)
+            if failure.line is not None and failure.done:
+                logs += (f"\n\n{failure.done} statement(s) before it had committed and stay "
+                         "applied")
+            self.history.record_failure(name, checksum, logs,
+                                        started=failure.started or resume is not None)
             raise MigrationFailed(
                 f"migration {name} failed and is recorded as failed:\n{logs}",
                 hint=f"fix the migration, then mark it with `fast-note-migrate resolve "
                 f"--rolled-back {name}` (if it changed nothing) or `resolve --applied {name}` "
                 "(if you finished it by hand), and deploy again",
                 prisma_code="P3018",
+                fields={"migration": name, "sqlstate": _sqlstate(exc)},
             ) from exc

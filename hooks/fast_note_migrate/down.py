@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .durations import format_duration
 from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
 from .history import History
 from .migrations import DOWN_SCRIPT_NAME, Migration
-from .runner import Runner, ScriptFailed, Settings
+from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
 from .state import MigrationState, Report, State
 from .statements import needs_split
 
@@ -37,6 +38,13 @@ def plan(report: Report, target: str) -> list[Migration]:
             "only",
             hint=f"resolve it first: `fast-note-migrate resolve --rolled-back {name}`",
             prisma_code="P3009")
+    if report.unfinished:
+        item = report.unfinished[0]
+        raise HistoryBlocked(
+            f"migration {item.name} is {item.state.value} (applied statement by statement, "
+            "not finished); down undoes applied migrations only",
+            hint="let the running deploy finish, or run `fast-note-migrate deploy` to resume "
+            "an interrupted one, then go down")
     by_name = {item.name: item for item in report.items}
     found = by_name.get(target)
     if found is None or found.state not in (State.APPLIED, State.EDITED):
@@ -89,7 +97,8 @@ def apply(conn: psycopg.Connection, schema: str, steps: list[Migration],
         script = scripts[migration.name]
         try:
             if needs_split(script):
-                runner.split(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, "", after)
+                runner.split(f"{migration.name}/{DOWN_SCRIPT_NAME}", script,
+                             SplitBookkeeping(finish=partial(str, after)))
             else:
                 runner.transactional(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, after)
         except ScriptFailed as failure:

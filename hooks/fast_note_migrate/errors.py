@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     BLOCKED = 4  # a failed migration blocks the history (Prisma's P3009 state)
     DRIFT = 5  # an applied migration was edited, or is missing locally where that matters
     TIMEOUT = 6  # timed out waiting for the lock or the database
+    INTERRUPTED = 130  # stopped by SIGINT (128 + 2): the running statement was cancelled
+    TERMINATED = 143  # stopped by SIGTERM (128 + 15): the running statement was cancelled
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -29,7 +31,24 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.BLOCKED: "a failed migration blocks the history (Prisma's P3009 state)",
     ExitCode.DRIFT: "drift: an applied migration was edited, or is missing locally",
     ExitCode.TIMEOUT: "timed out waiting for the migration lock or the database",
+    ExitCode.INTERRUPTED: "interrupted (SIGINT): the running statement was cancelled and "
+    "rolled back, the lock released",
+    ExitCode.TERMINATED: "terminated (SIGTERM): the running statement was cancelled and "
+    "rolled back, the lock released",
 }
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived. A KeyboardInterrupt, so that psycopg cancels the
+    statement in progress on the server before it lets this propagate."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode(128 + self.signum)
 
 
 class MigrateError(Exception):
@@ -37,11 +56,13 @@ class MigrateError(Exception):
 
     exit_code: ExitCode = ExitCode.FAILED
 
-    def __init__(self, message: str, *, hint: str = "", prisma_code: str = "") -> None:
+    def __init__(self, message: str, *, hint: str = "", prisma_code: str = "",
+                 fields: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.prisma_code = prisma_code
+        self.fields = fields or {}  # for JSON log lines: migration, sqlstate …
 
     def __str__(self) -> str:
         prefix = f"{self.prisma_code}: " if self.prisma_code else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -13,6 +14,13 @@ if TYPE_CHECKING:
     import psycopg
 
 TABLE = "_prisma_migrations"
+# While a statement-by-statement migration runs, its row's ``logs`` say how far it got
+# (Prisma shows ``logs`` as the failure text of an unfinished row, so it reads well there).
+PROGRESS = ("fast-note-migrate: applying statement by statement, {done} of {total} "
+            "statements done; if no deployer runs, the next deploy resumes at statement "
+            "{next}")
+_PROGRESS = re.compile(r"^fast-note-migrate: applying statement by statement, (\d+) of "
+                       r"(\d+) statements done")
 
 
 def _new_id() -> str:
@@ -65,6 +73,16 @@ class Row:
     def is_rolled_back(self) -> bool:
         return self.rolled_back_at is not None
 
+    @property
+    def progress(self) -> tuple[int, int] | None:
+        """(done, total) statements of an unfinished statement-by-statement run."""
+        match = _PROGRESS.match(self.logs or "") if self.is_failed else None
+        return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _progress(done: int, total: int) -> str:
+    return PROGRESS.format(done=done, total=total, next=done + 1)
+
 
 class History:
     """Reads and writes ``_prisma_migrations`` in one schema on one connection."""
@@ -90,11 +108,15 @@ class History:
         return bool(found and found[0])
 
     def other_tables(self) -> list[str]:
-        """Tables in the schema other than ours: a database that needs baselining (P3005)."""
+        """Tables in the schema other than ours: a database that needs baselining (P3005).
+
+        As Prisma decides it: ordinary tables only (no views, materialized views,
+        partitioned or foreign tables), and not PostGIS's own ``spatial_ref_sys`` and
+        ``geometry_columns``, so ``CREATE EXTENSION postgis`` alone needs no baseline."""
         rows = self.conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname <> %s "
-            "ORDER BY 1",
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> %s "
+            "AND lower(c.relname) NOT IN ('spatial_ref_sys', 'geometry_columns') ORDER BY 1",
             (self.schema, TABLE),
         ).fetchall()
         return [r[0] for r in rows]
@@ -119,14 +141,26 @@ class History:
 
     # Writes -----------------------------------------------------------------
 
-    def insert_started(self, name: str, checksum: str) -> str:
-        """The INSERT Prisma does before running a script (returned, not executed)."""
+    def insert_started(self, name: str, checksum: str, total: int) -> str:
+        """The INSERT Prisma does before running a script, with the progress of a
+        statement-by-statement run of ``total`` statements (returned, not executed)."""
         row_id = self._started[name] = _new_id()
         return self._text(
-            "INSERT INTO {table} (id, checksum, migration_name, started_at, applied_steps_count)"
-            " VALUES ({id}, {checksum}, {name}, clock_timestamp(), 0)",
+            "INSERT INTO {table} (id, checksum, migration_name, started_at, logs,"
+            " applied_steps_count) VALUES ({id}, {checksum}, {name}, clock_timestamp(),"
+            " {logs}, 0)",
             id=sql.Literal(row_id), checksum=sql.Literal(checksum),
-            name=sql.Literal(name))
+            name=sql.Literal(name), logs=sql.Literal(_progress(0, total)))
+
+    def resume(self, name: str, row_id: str) -> None:
+        """Continue the unfinished row ``row_id`` instead of inserting a new one."""
+        self._started[name] = row_id
+
+    def progress(self, name: str, done: int, total: int) -> str:
+        """Record that the first ``done`` statements committed (returned, not executed)."""
+        return self._text("UPDATE {table} SET logs = {logs} WHERE id = {id}",
+                          logs=sql.Literal(_progress(done, total)),
+                          id=sql.Literal(self._started[name]))
 
     def insert_applied(self, name: str, checksum: str) -> str:
         """The finished row in one statement, for a script run in the same transaction
@@ -143,22 +177,26 @@ class History:
 
         It finds the row by the id of ``insert_started``: the table has no index on
         migration_name, and a scan per migration made a long deploy quadratic."""
-        row_id = self._started.get(name)
-        where = (self._q("id = {id}", id=sql.Literal(row_id)) if row_id is not None
-                 else self._q("migration_name = {name}", name=sql.Literal(name)))
         return self._text(
-            "UPDATE {table} SET finished_at = clock_timestamp(),"
+            "UPDATE {table} SET finished_at = clock_timestamp(), logs = NULL,"
             " applied_steps_count = applied_steps_count + 1"
             " WHERE {where} AND finished_at IS NULL AND rolled_back_at IS NULL",
-            where=where)
+            where=self._started_row(name))
+
+    def _started_row(self, name: str) -> sql.Composed:
+        """The row ``insert_started`` (or ``resume``) is about, by id when known."""
+        row_id = self._started.get(name)
+        if row_id is not None:
+            return self._q("id = {id}", id=sql.Literal(row_id))
+        return self._q("migration_name = {name}", name=sql.Literal(name))
 
     def record_failure(self, name: str, checksum: str, logs: str, started: bool) -> None:
         """Write the failed row: update the started one, or insert it if it rolled back."""
         if started:
             self.conn.execute(self._q(
-                "UPDATE {table} SET logs = {logs} WHERE migration_name = {name}"
+                "UPDATE {table} SET logs = {logs} WHERE {where}"
                 " AND finished_at IS NULL AND rolled_back_at IS NULL",
-                logs=sql.Literal(logs), name=sql.Literal(name)))
+                logs=sql.Literal(logs), where=self._started_row(name)))
             return
         self.conn.execute(self._q(
             "INSERT INTO {table} (id, checksum, migration_name, logs, applied_steps_count)"

@@ -31,6 +31,21 @@ WHERE l.locktype = 'advisory' AND l.granted
 """
 
 
+HELD_ELSEWHERE_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()
+  AND l.classid = (%(key)s::bigint >> 32)::oid AND l.objid = (%(key)s::bigint & 4294967295)::oid
+  AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+"""
+
+
+def held_elsewhere(conn: psycopg.Connection) -> bool:
+    """Whether another session holds the migration lock (a deploy is running)."""
+    row = conn.execute(HELD_ELSEWHERE_QUERY, {"key": LOCK_KEY}).fetchone()
+    return bool(row and row[0])
+
+
 def describe_holder(conn: psycopg.Connection) -> str:
     """Who holds the migration lock, from pg_stat_activity, in one line."""
     row = conn.execute(HOLDER_QUERY, {"key": LOCK_KEY}).fetchone()

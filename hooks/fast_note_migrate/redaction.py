@@ -1,27 +1,32 @@
-"""Password redaction: every output of the migrator goes through ``redact``."""
+"""Password redaction: every output of the migrator goes through ``redact``.
+
+A password is masked where it stands as a secret: the userinfo of a URL and the value of
+a ``password=``-like parameter (URL query or libpq conninfo). Text that merely equals the
+password elsewhere (``?schema=public`` with the password ``public``) is left alone.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
-_secrets: set[str] = set()
-# URL parameters that carry a secret (Prisma Accelerate's api_key, libpq's passwords).
-_SECRET_PARAM = re.compile(r"([?&](?:api_key|password|sslpassword)=)[^&\s]*", re.IGNORECASE)
+MASK = "****"
+# scheme://user:secret@ — up to the last @ of the token, so an unencoded @ in the
+# password is masked too; the placeholder of the documented example stays readable.
+_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^\s]*@", re.IGNORECASE)
+# password=…, sslpassword=…, api_key=… in a URL query or a conninfo string ('quoted' too).
+_SECRET_PARAM = re.compile(
+    r"((?<![\w-])(?:api_key|password|sslpassword)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)",
+    re.IGNORECASE)
+_AUTHORITY = re.compile(r"^(\s*[a-z][a-z0-9+.-]*://)(.*)@", re.IGNORECASE | re.DOTALL)
 
 
 def redact(text: str) -> str:
-    """Replace every password this process has seen with ``****``."""
-    for secret in _secrets:
-        text = text.replace(secret, "****")
-    text = re.sub(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^@\s]*@", r"\1****@", text,
-                  flags=re.IGNORECASE)
-    return _SECRET_PARAM.sub(r"\1****", text)
+    """``text`` with every URL password and password parameter replaced by ``****``."""
+    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    return _SECRET_PARAM.sub(rf"\1{MASK}", text)
 
 
-def remember_password(url: str) -> None:
-    """Note the URL's password so that no output ever shows it, even of a bad URL."""
-    match = re.match(r"^\s*[a-z][a-z0-9+.-]*://[^:/@\s]*:([^@\s]+)@", url, re.IGNORECASE)
-    if match:
-        _secrets.add(match.group(1))
-        _secrets.add(unquote(match.group(1)))
+def mask_userinfo(url: str) -> str:
+    """The URL with its whole userinfo masked (``scheme://****@host…``): for a URL that
+    does not parse, where the user and password cannot be told apart."""
+    return redact(_AUTHORITY.sub(rf"\1{MASK}@", url, count=1))

@@ -22,18 +22,18 @@ from psycopg import errors as pg_errors
 
 from .blockers import BlockerWatch, describe_blockers
 from .durations import format_duration
-from .statements import Statement, split
+from .errors import DatabaseError
+from .statements import Statement, split, units
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
 
-INVALID_INDEX_QUERY = """
-SELECT n.nspname, c.relname FROM pg_index i
+INDEX_QUERY = """
+SELECT n.nspname, c.relname, i.indisvalid FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT i.indisvalid AND c.relname = %s
-  AND n.nspname = coalesce(%s, current_schema())
+WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema())
 """
 
 
@@ -62,12 +62,26 @@ class ScriptFailed(Exception):
     position into the migration file (see ``deploy.failure_logs``)."""
 
     def __init__(self, error: Exception, offset: int, started: bool,
-                 line: int | None = None) -> None:
+                 line: int | None = None, done: int = 0) -> None:
         super().__init__(str(error))
         self.error = error
         self.offset = offset
         self.started = started  # a started row was committed and is still unfinished
         self.line = line  # the failing statement's line, when run statement by statement
+        self.done = done  # statements that committed before the failure (split scripts)
+
+
+class OpenTransaction(Exception):
+    """The script leaves its own transaction open (a BEGIN without COMMIT)."""
+
+
+@dataclass(frozen=True)
+class SplitBookkeeping:
+    """What records a statement-by-statement run in the history, as SQL text."""
+
+    start: Callable[[int], str] | None = None  # (total) -> committed before the first
+    finish: Callable[[], str] | None = None  # after the last statement: one row changes
+    progress: Callable[[int, int], str] | None = None  # (done, total) -> records progress
 
 
 @dataclass
@@ -77,6 +91,7 @@ class Runner:
     conn: psycopg.Connection
     settings: Settings = field(default_factory=Settings)
     sleep: Callable[[float], None] = time.sleep
+    _current: Statement | None = field(default=None, init=False, repr=False)
 
     def _retrying(self, label: str, attempt: Callable[[], None],
                   before_retry: Callable[[], None] | None = None) -> None:
@@ -127,46 +142,108 @@ class Runner:
         except psycopg.Error as exc:
             raise ScriptFailed(exc, len(prefix), started=False) from exc
 
-    def split(self, label: str, script: str, before: str, after: str) -> None:
-        """Statement by statement outside a transaction; ``before`` commits first.
+    def split(self, label: str, script: str, book: SplitBookkeeping,
+              resume_at: int = 0) -> None:
+        """Statement by statement outside a transaction; ``book.start`` commits first.
 
-        A statement that hits 55P03 is retried (the statements before it stay done).
-        Raises ScriptFailed (``started`` tells whether ``before`` committed).
+        Each statement commits together with the progress record, except those that
+        cannot run in a transaction block (they commit alone, then the progress); a
+        transaction block of the file's own commits with the progress inside it. So a
+        run that is killed resumes (``resume_at``) at the first statement whose work did
+        not commit. A unit that hits 55P03 is retried (a block from its BEGIN); the units
+        before it stay done. Raises ScriptFailed (``started``: ``book.start`` committed).
         """
         import psycopg
 
         statements = split(script)
-        log.info("%s runs statement by statement outside a transaction (%d statements)",
-                 label, len(statements))
+        if resume_at:
+            log.info("%s resumes at statement %d of %d (line %d): the first %d committed "
+                     "before the run was interrupted", label, resume_at + 1, len(statements),
+                     statements[resume_at].line if resume_at < len(statements) else 0,
+                     resume_at)
+        else:
+            log.info("%s runs statement by statement outside a transaction (%d statements)",
+                     label, len(statements))
         started = False
-        current: Statement | None = None
+        done = resume_at
+        self._current = None
         try:
-            if before:
-                self.conn.execute(before.encode())
+            if book.start is not None:
+                self.conn.execute(book.start(len(statements)).encode())
                 started = True
             self._set_session_timeouts()
-            for statement in statements:
-                current = statement
-                self._statement(label, statement)
-            current = None
+            for unit in units(statements):
+                if unit.start < resume_at:
+                    continue
+                self._unit(label, [statements[i] for i in unit],
+                           book.progress(unit.stop, len(statements)) if book.progress else "",
+                           resuming=bool(resume_at) and unit.start == resume_at)
+                done = unit.stop
+            self._current = None
+            self._refuse_open_transaction(statements)
             self._reset_session_timeouts()
-            self.conn.execute(after.encode())
-        except psycopg.Error as exc:
+            if book.finish is not None:
+                self._finish(label, book.finish())
+        except (psycopg.Error, OpenTransaction) as exc:
+            current = self._current
             if not self.conn.closed and not self.conn.broken:
                 self._rollback_if_in_transaction()
                 self._reset_session_timeouts()
             raise ScriptFailed(exc, -current.offset if current else 0, started=started,
-                               line=current.line if current else None) from exc
+                               line=current.line if current else None, done=done) from exc
 
-    def _statement(self, label: str, statement: Statement) -> None:
+    def _finish(self, label: str, finish: str) -> None:
+        changed = self.conn.execute(finish.encode()).rowcount
+        if changed != 1:
+            raise DatabaseError(
+                f"{label}: its statements ran, but recording it in _prisma_migrations "
+                f"changed {changed} rows instead of 1: its row was changed by someone else "
+                "meanwhile",
+                hint="check the history with `fast-note-migrate status`; mark the migration "
+                "with `resolve --applied` if its work is complete")
+
+    def _unit(self, label: str, block: list[Statement], record: str, resuming: bool) -> None:
+        """One statement, or a transaction block of the file's own, and its progress."""
+        if resuming and len(block) == 1 and self._index_already_built(block[0]):
+            if record:
+                self.conn.execute(record.encode())
+            return
+
         def attempt() -> None:
-            self.conn.execute(statement.text.encode())
+            for statement in block:
+                self._current = statement
+                last = statement is block[-1]
+                if not last or not record:
+                    self.conn.execute(statement.text.encode())
+                elif statement.commits:  # the progress commits with the file's COMMIT
+                    self.conn.execute(record.encode())
+                    self.conn.execute(statement.text.encode())
+                elif statement.needs_no_transaction:  # commits alone: progress after it
+                    self.conn.execute(statement.text.encode())
+                    self.conn.execute(record.encode())
+                else:  # one simple query: one implicit transaction
+                    self.conn.execute(f"{statement.text}\n;\n{record}".encode())
 
         def before_retry() -> None:
-            self._drop_invalid_index(statement)
+            self._rollback_if_in_transaction()
+            for statement in block:
+                self._drop_invalid_index(statement)
 
         before_retry()
-        self._retrying(f"{label} (line {statement.line})", attempt, before_retry)
+        self._retrying(f"{label} (line {block[0].line})", attempt, before_retry)
+
+    def _refuse_open_transaction(self, statements: list[Statement]) -> None:
+        """A file that ends inside its own transaction must not count as applied: what
+        it did would roll back when the connection closes."""
+        from psycopg.pq import TransactionStatus
+
+        if self.conn.info.transaction_status is TransactionStatus.IDLE:
+            return
+        opened = [s for s in statements if s.opens_transaction]
+        self._current = opened[-1] if opened else None
+        where = f" at line {opened[-1].line}" if opened else ""
+        raise OpenTransaction(f"the script leaves a transaction open: the BEGIN{where} has "
+                              "no COMMIT; everything since it was rolled back")
 
     def _set_session_timeouts(self) -> None:
         self.conn.execute(
@@ -183,14 +260,30 @@ class Runner:
                                                  TransactionStatus.INERROR):
             self.conn.execute(b"ROLLBACK")  # a script's own BEGIN must not stay open
 
-    def _drop_invalid_index(self, statement: Statement) -> None:
-        """Drop an INVALID index an earlier failed CREATE INDEX CONCURRENTLY left."""
+    def _index(self, statement: Statement) -> tuple[str, str, bool] | None:
+        """(schema, name, valid) of the index a CREATE INDEX CONCURRENTLY builds, if it
+        exists."""
         target = statement.concurrent_index()
         if target is None:
-            return
+            return None
         schema, index = target
-        row = self.conn.execute(INVALID_INDEX_QUERY, (index, schema)).fetchone()
-        if row is None:
+        row = self.conn.execute(INDEX_QUERY, (index, schema)).fetchone()
+        return (row[0], row[1], row[2]) if row is not None else None
+
+    def _index_already_built(self, statement: Statement) -> bool:
+        """On resume: the interrupted run built this index but was stopped before it
+        recorded the progress."""
+        found = self._index(statement)
+        if found is None or not found[2]:
+            return False
+        log.info("index %s.%s was built by the interrupted run: not building it again",
+                 found[0], found[1])
+        return True
+
+    def _drop_invalid_index(self, statement: Statement) -> None:
+        """Drop an INVALID index an earlier failed CREATE INDEX CONCURRENTLY left."""
+        row = self._index(statement)
+        if row is None or row[2]:
             return
         from psycopg import sql
 

@@ -14,6 +14,8 @@ class State(StrEnum):
     APPLIED = "applied"
     PENDING = "pending"
     FAILED = "failed"  # started, never finished, not rolled back: blocks deploy (P3009)
+    RUNNING = "running"  # unfinished, and a deployer holds the migration lock
+    INTERRUPTED = "interrupted"  # a statement-by-statement run stopped: deploy resumes it
     EDITED = "edited"  # applied, but the local file no longer matches its checksum
     MISSING_LOCALLY = "missing_locally"  # applied, but no local folder (database ahead)
     ROLLED_BACK = "rolled_back"  # only rolled-back rows and no local folder
@@ -49,16 +51,32 @@ class MigrationState:
             "local": self.local is not None,
             "phase": "contract" if self.is_contract else "expand",
             "rolled_back_before": self.was_rolled_back,
-            "checksum": row.checksum if row else (self.local.checksum if self.local else None),
+            "checksum": self._checksum(),
             "started_at": row.started_at.isoformat() if row else None,
             "finished_at": row.finished_at.isoformat() if row and row.finished_at else None,
-            "logs": row.logs if row and self.state is State.FAILED else None,
+            "logs": row.logs if row and self.state in _WITH_LOGS else None,
         }
 
+    def _checksum(self) -> str | None:
+        """The file's for what deploy would apply, else the applied one's."""
+        row = self.last_row
+        if self.local is not None and (row is None or self.state is State.PENDING):
+            return self.local.checksum
+        return row.checksum if row else None
 
-def _classify(local: Migration | None, rows: list[Row]) -> State:
-    if any(r.is_failed for r in rows):
-        return State.FAILED
+
+_WITH_LOGS = (State.FAILED, State.RUNNING, State.INTERRUPTED)
+
+
+def _classify(local: Migration | None, rows: list[Row], lock_held_elsewhere: bool) -> State:
+    unfinished = [r for r in rows if r.is_failed]
+    if unfinished:
+        row = unfinished[-1]
+        # Without logs it is Prisma's started row, or ours with its progress: both are
+        # running while another session holds the lock. A row with a failure text is not.
+        if lock_held_elsewhere and (row.logs is None or row.progress is not None):
+            return State.RUNNING
+        return State.INTERRUPTED if row.progress is not None else State.FAILED
     applied = [r for r in rows if r.is_applied]
     if applied:
         if local is None:
@@ -74,14 +92,18 @@ class Report:
     items: list[MigrationState]
 
     @classmethod
-    def build(cls, local: list[Migration], rows: list[Row]) -> Report:
+    def build(cls, local: list[Migration], rows: list[Row], *,
+              lock_held_elsewhere: bool = False) -> Report:
+        """``lock_held_elsewhere``: another session holds the migration lock, so an
+        unfinished row may be a migration being applied right now."""
         by_name: dict[str, list[Row]] = {}
         for row in rows:
             by_name.setdefault(row.migration_name, []).append(row)
         local_by_name = {m.name: m for m in local}
         names = sorted(set(local_by_name) | set(by_name))
         return cls([
-            MigrationState(n, _classify(local_by_name.get(n), by_name.get(n, [])),
+            MigrationState(n, _classify(local_by_name.get(n), by_name.get(n, []),
+                                        lock_held_elsewhere),
                            local_by_name.get(n), by_name.get(n, []))
             for n in names
         ])
@@ -94,10 +116,18 @@ class Report:
         return self.having(State.PENDING)
 
     @property
+    def unfinished(self) -> list[MigrationState]:
+        """Being applied now, or interrupted (the next deploy resumes them)."""
+        return [m for m in self.items if m.state in (State.RUNNING, State.INTERRUPTED)]
+
+    @property
     def required_pending(self) -> list[MigrationState]:
-        """Pending migrations the new image needs: all but the contract ones, which the
-        post-upgrade run applies once the new pods are out."""
-        return [m for m in self.pending if not m.is_contract]
+        """Migrations the new image needs and does not have yet: pending, running or
+        interrupted, but the pending contract ones, which the post-upgrade run applies
+        once the new pods are out."""
+        return [m for m in self.items
+                if (m.state is State.PENDING and not m.is_contract)
+                or m.state in (State.RUNNING, State.INTERRUPTED)]
 
     @property
     def failed(self) -> list[MigrationState]:
@@ -122,7 +152,7 @@ class Report:
             return ExitCode.BLOCKED
         if self.edited or (strict_missing and self.missing_locally):
             return ExitCode.DRIFT
-        if self.required_pending if contract_ok else self.pending:
+        if self.required_pending if contract_ok else (self.pending or self.unfinished):
             return ExitCode.NOT_UP_TO_DATE
         return ExitCode.OK
 
@@ -132,6 +162,8 @@ class Report:
             "applied": len(self.having(State.APPLIED)),
             "pending": len(self.pending),
             "failed": len(self.failed),
+            "running": len(self.having(State.RUNNING)),
+            "interrupted": len(self.having(State.INTERRUPTED)),
             "edited": len(self.edited),
             "missing_locally": len(self.missing_locally),
             "rolled_back": len(self.rolled_back),

@@ -25,6 +25,12 @@ _NON_TRANSACTIONAL = re.compile(
 _MAYBE_NON_TRANSACTIONAL = re.compile(
     r"\b(BEGIN|COMMIT|ROLLBACK|START|END|ABORT|SAVEPOINT|RELEASE|VACUUM|SYSTEM|DATABASE|"
     r"TABLESPACE|CONCURRENTLY)\b", re.IGNORECASE)
+# The file's own transaction control: a block from BEGIN to COMMIT runs (and is retried) as
+# one unit. ROLLBACK TO SAVEPOINT and the two-phase PREPARED forms close nothing.
+_OPENS = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
+_CLOSES = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b(?!\s+(PREPARED|TO)\b)"
+                     r"(?!\s+(WORK|TRANSACTION)\s+TO\b)", re.IGNORECASE)
+_COMMITS = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
 _CREATE_INDEX_CONCURRENTLY = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
     rf"(?P<index>{IDENT})\s+ON\s+(?:ONLY\s+)?(?:(?P<schema>{IDENT})\s*\.\s*)?{IDENT}",
@@ -51,6 +57,19 @@ class Statement:
     @property
     def needs_no_transaction(self) -> bool:
         return bool(_NON_TRANSACTIONAL.match(self.code))
+
+    @property
+    def opens_transaction(self) -> bool:
+        return bool(_OPENS.match(self.code))
+
+    @property
+    def closes_transaction(self) -> bool:
+        return bool(_CLOSES.match(self.code))
+
+    @property
+    def commits(self) -> bool:
+        """COMMIT or END: what ran since BEGIN becomes durable with it."""
+        return self.closes_transaction and bool(_COMMITS.match(self.code))
 
     def concurrent_index(self) -> tuple[str | None, str] | None:
         """(schema or None, index) when this is a ``CREATE INDEX CONCURRENTLY``."""
@@ -99,3 +118,21 @@ def needs_split(script: str) -> bool:
     if not _MAYBE_NON_TRANSACTIONAL.search(script):  # cheap test first: most scripts
         return False
     return any(s.needs_no_transaction for s in split(script))
+
+
+def units(statements: list[Statement]) -> list[range]:
+    """The statements grouped as they must run and be retried: one statement, or a
+    transaction block of the file's own from BEGIN to its COMMIT/ROLLBACK (to the end of
+    the file when it is never closed)."""
+    found: list[range] = []
+    index = 0
+    while index < len(statements):
+        end = index + 1
+        if statements[index].opens_transaction:
+            while end < len(statements) and not statements[end - 1].closes_transaction:
+                end += 1
+            if not statements[end - 1].closes_transaction:
+                end = len(statements)
+        found.append(range(index, end))
+        index = end
+    return found

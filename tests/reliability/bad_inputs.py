@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fast_note_migrate.errors import EXIT_CODE_MEANINGS
 from testkit.migrations_folder import MigrationsFolder
 
 PASSWORD = "Pa55-w0rd-never-shown"
@@ -60,6 +61,11 @@ def mysql_lock_file(m: MigrationsFolder) -> None:
 def migrations_dir_is_a_file(m: MigrationsFolder) -> None:
     m.path.rmdir()
     m.path.write_text("20240101000001_init\n")
+
+
+def edited_then_new(m: MigrationsFolder) -> None:
+    one_migration(m)
+    m.add("20240101000002_next", "CREATE TABLE b (id int);")
 
 
 # Database set-ups: SQL run on the fresh database before the command (after the folder).
@@ -111,6 +117,10 @@ ROWS: list[BadInput] = [
     BadInput("url-port-range", "URL", "a port out of range",
              ("deploy",), 2, "malformed", "write it like",
              env={"DATABASE_URL": f"postgresql://postgres:{PASSWORD}@127.0.0.1:99999/db"}),
+    BadInput("url-unencoded-password", "URL", "a `/` and a `#` in the password, not "
+             "percent-encoded", ("deploy",), 2, "postgresql://****@127.0.0.1",
+             "percent-encode",
+             env={"DATABASE_URL": f"postgresql://postgres:{PASSWORD}/x#y@127.0.0.1:5432/db"}),
     BadInput("url-unknown-db", "URL", "a database that does not exist",
              ("deploy",), 2, 'database "no_such_db" does not exist',
              "check the user, password and database name",
@@ -188,6 +198,9 @@ ROWS: list[BadInput] = [
     BadInput("history-edited", "history", "`wait` in an image whose migration differs from the "
              "applied one", ("wait", "--timeout", "1s"), 5, "differs from the one applied",
              "deploy the image the database was migrated with", sql=EDITED_HISTORY),
+    BadInput("history-edited-deploy", "history", "`deploy` of a folder whose applied migration "
+             "was edited since", ("deploy",), 5, "was edited after it was applied",
+             "--allow-drift", folder=edited_then_new, sql=EDITED_HISTORY),
 ]
 
 
@@ -199,8 +212,8 @@ def markdown() -> str:
         "(`python -m tests.reliability.bad_inputs --markdown > docs/errors.md`); each row is "
         "a test that checks the exit code, the message, the `what to do:` line, that the "
         "database is unchanged and that no password appears in any output.", "",
-        "Exit codes: 0 ok · 1 failed · 2 usage or configuration · 3 not up to date · "
-        "4 blocked by a failed migration · 5 drift · 6 timed out (lock or database).", "",
+        "Exit codes: " + " · ".join(f"{int(code)} {meaning.split(':')[0]}"
+                                    for code, meaning in EXIT_CODE_MEANINGS.items()) + ".", "",
         "| kind | mistake | command | exit | message contains | what to do (excerpt) |",
         "|---|---|---|---:|---|---|",
     ]

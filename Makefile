@@ -48,8 +48,9 @@ test: venv tools ## Run the test suite: migrator and safety (real PostgreSQL), r
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv tools ## Lint the code and the chart (ruff, mypy, helm lint --strict, yamllint, yamale)
+lint: venv tools ## Lint the code and the chart (ruff check and format, mypy, helm lint --strict, yamllint, yamale)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m tools.chart_lint
 

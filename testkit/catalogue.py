@@ -24,10 +24,10 @@ BROKEN_SQL = (
 )
 FIXED_SQL = 'CREATE TABLE "AuditLog" (id SERIAL PRIMARY KEY, note TEXT NOT NULL);\n'
 
-OLD = "0.9.0"      # every example migration but the last
+OLD = "0.9.0"  # every example migration but the last
 CURRENT = "1.0.0"  # every example migration (one more than OLD)
 BROKEN_TAG = "1.1.0"  # CURRENT + a failing migration
-FIXED_TAG = "1.1.1"   # CURRENT + the same migration, fixed
+FIXED_TAG = "1.1.1"  # CURRENT + the same migration, fixed
 
 
 def define_all(images: Images) -> None:

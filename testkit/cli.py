@@ -28,8 +28,7 @@ def is_migrator_variable(name: str) -> bool:
 
 def clean_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without the migrator's variables, plus ``env``."""
-    return {**{k: v for k, v in os.environ.items() if not is_migrator_variable(k)},
-            **(env or {})}
+    return {**{k: v for k, v in os.environ.items() if not is_migrator_variable(k)}, **(env or {})}
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,24 @@ class CliResult:
         return self.out + self.err
 
 
-def run_cli(*argv: str, env: Mapping[str, str] | None = None, cwd: Path = REPO,
-            timeout: float = 60, wrapper: Sequence[str] = ()) -> CliResult:
+def run_cli(
+    *argv: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 60,
+    wrapper: Sequence[str] = (),
+) -> CliResult:
     """``fast-note-migrate ARGV`` as a separate process: the migrator's variables are
     exactly those of ``env``; ``wrapper`` is a command prefix (``setpriv …``)."""
-    done = subprocess.run([*wrapper, *CLI, *argv], capture_output=True, text=True, cwd=cwd,
-                          env=clean_environment(env), timeout=timeout, check=False)
+    done = subprocess.run(
+        [*wrapper, *CLI, *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_environment(env),
+        timeout=timeout,
+        check=False,
+    )
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
@@ -57,8 +68,12 @@ class Migrator:
     database and one migrations folder (without ``--migrations-dir`` when ``migrations_dir``
     is None: ``prisma/migrations`` of the working directory)."""
 
-    def __init__(self, url: str, migrations_dir: Path | None,
-                 capsys: pytest.CaptureFixture[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        migrations_dir: Path | None,
+        capsys: pytest.CaptureFixture[str] | None = None,
+    ) -> None:
         self.url = url
         self.dir = migrations_dir
         self.capsys = capsys
@@ -80,10 +95,17 @@ class Migrator:
         """As a separate process, until it exits; ``env`` adds environment variables."""
         return run_cli(*self.argv(verb, *args), env=env, timeout=timeout)
 
-    def spawn(self, verb: str, *args: str, capture: bool = True,
-              **env: str) -> subprocess.Popen[str]:
+    def spawn(
+        self, verb: str, *args: str, capture: bool = True, **env: str
+    ) -> subprocess.Popen[str]:
         """As a separate process, started and returned; stdout and stderr are pipes with
         ``capture``, else discarded. ``env`` adds environment variables (``HOSTNAME=…``)."""
         output = subprocess.PIPE if capture else subprocess.DEVNULL
-        return subprocess.Popen([*CLI, *self.argv(verb, *args)], stdout=output, stderr=output,
-                                text=True, env=clean_environment(env), cwd=REPO)
+        return subprocess.Popen(
+            [*CLI, *self.argv(verb, *args)],
+            stdout=output,
+            stderr=output,
+            text=True,
+            env=clean_environment(env),
+            cwd=REPO,
+        )

@@ -57,9 +57,11 @@ class HistoryRow:
         return self.finished and not self.rolled_back
 
 
-_HISTORY = ("SELECT migration_name AS name, checksum, started_at, finished_at, rolled_back_at, "
-            "logs, applied_steps_count AS steps, id FROM {} "
-            "ORDER BY started_at, migration_name")
+_HISTORY = (
+    "SELECT migration_name AS name, checksum, started_at, finished_at, rolled_back_at, "
+    "logs, applied_steps_count AS steps, id FROM {} "
+    "ORDER BY started_at, migration_name"
+)
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,15 @@ class Database:
     bin_dir: Path | None = None  # where pg_dump is; None: from PATH
 
     @classmethod
-    def create(cls, admin_url: str, *, prefix: str = "t_",
-               bin_dir: Path | None = None) -> Database:
+    def create(cls, admin_url: str, *, prefix: str = "t_", bin_dir: Path | None = None) -> Database:
         """A new, empty database (from template0) with a unique name starting with ``prefix``."""
         database = cls(admin_url, f"{prefix}{uuid.uuid4().hex[:12]}", bin_dir)
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(pgsql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
-                pgsql.Identifier(database.name)))
+            conn.execute(
+                pgsql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
+                    pgsql.Identifier(database.name)
+                )
+            )
         return database
 
     @classmethod
@@ -88,8 +92,11 @@ class Database:
     def drop(self) -> None:
         """Drop the database, ending the sessions still connected to it."""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                pgsql.Identifier(self.name)))
+            conn.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    pgsql.Identifier(self.name)
+                )
+            )
 
     # Connecting ---------------------------------------------------------------------------
 
@@ -129,31 +136,54 @@ class Database:
     # The schema ---------------------------------------------------------------------------
 
     def tables(self, schema: str = "public") -> list[str]:
-        return [r[0] for r in self.query(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema)]
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", schema
+            )
+        ]
 
     def columns(self, table: str, schema: str = "public") -> list[str]:
-        return [r[0] for r in self.query(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
-            " AND table_name = %s ORDER BY ordinal_position", schema, table)]
+        return [
+            r[0]
+            for r in self.query(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
+                " AND table_name = %s ORDER BY ordinal_position",
+                schema,
+                table,
+            )
+        ]
 
     def schema_dump(self) -> str:
         """``pg_dump --schema-only`` without the history table, owners and the dump's
         random ``\\restrict`` key, so two dumps of the same schema are equal."""
         pg_dump = str(self.bin_dir / "pg_dump") if self.bin_dir else "pg_dump"
         done = subprocess.run(
-            [pg_dump, "--schema-only", "--no-owner", f"--exclude-table={HISTORY_TABLE}",
-             "-d", self.url()],
-            check=True, capture_output=True, text=True)
-        return "\n".join(line for line in done.stdout.splitlines()
-                         if not line.startswith(("\\restrict", "\\unrestrict")))
+            [
+                pg_dump,
+                "--schema-only",
+                "--no-owner",
+                f"--exclude-table={HISTORY_TABLE}",
+                "-d",
+                self.url(),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return "\n".join(
+            line
+            for line in done.stdout.splitlines()
+            if not line.startswith(("\\restrict", "\\unrestrict"))
+        )
 
     # The migration history ----------------------------------------------------------------
 
     def has_history_table(self, schema: str = "public") -> bool:
         """Whether ``_prisma_migrations`` exists in ``schema``."""
-        return bool(self.scalar("SELECT to_regclass(%s) IS NOT NULL",
-                                f'"{schema}".{HISTORY_TABLE}'))
+        return bool(
+            self.scalar("SELECT to_regclass(%s) IS NOT NULL", f'"{schema}".{HISTORY_TABLE}')
+        )
 
     def history(self, schema: str = "public", *, missing_ok: bool = False) -> list[HistoryRow]:
         """Every row of ``_prisma_migrations`` in ``schema``, oldest first. Without the table
@@ -162,8 +192,9 @@ class Database:
             return []
         with self.connect() as conn:
             cursor = conn.cursor(row_factory=class_row(HistoryRow))
-            return cursor.execute(pgsql.SQL(_HISTORY).format(
-                pgsql.Identifier(schema, HISTORY_TABLE))).fetchall()
+            return cursor.execute(
+                pgsql.SQL(_HISTORY).format(pgsql.Identifier(schema, HISTORY_TABLE))
+            ).fetchall()
 
     def applied(self, schema: str = "public", *, missing_ok: bool = False) -> list[str]:
         """The names of the applied migrations (finished, not rolled back), oldest first."""
@@ -173,21 +204,29 @@ class Database:
 
     def advisory_locks(self) -> int:
         """Advisory locks held or awaited in this database."""
-        return int(self.scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database())"))
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
 
     def migrator_sessions(self) -> int:
         """Sessions of fast-note-migrate connected to this database."""
-        return int(self.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name LIKE %s", f"{MIGRATOR_APPLICATION}%"))
+        return int(
+            self.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE %s",
+                f"{MIGRATOR_APPLICATION}%",
+            )
+        )
 
     def settle(self, timeout: float = 15.0) -> None:
         """Wait until no migrator session is left on the database, then check that no
         advisory lock is left either."""
-        wait_until(lambda: self.migrator_sessions() == 0, timeout,
-                   "the killed migrator's session to end")
+        wait_until(
+            lambda: self.migrator_sessions() == 0, timeout, "the killed migrator's session to end"
+        )
         assert self.advisory_locks() == 0, "an advisory lock is left behind"
 
     def snapshot(self) -> tuple[object, ...]:
@@ -197,7 +236,8 @@ class Database:
             "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
-            "ORDER BY 1, 2")
+            "ORDER BY 1, 2"
+        )
         schemas = self.query("SELECT nspname FROM pg_namespace ORDER BY 1")
         history: list[HistoryRow] = []
         columns: list[str] = []
@@ -210,8 +250,13 @@ class Database:
 class LockHolder:
     """Another session that holds a table lock in an open transaction until released."""
 
-    def __init__(self, db: Database, table: str, mode: str = "ACCESS SHARE",
-                 application_name: str = "report-job") -> None:
+    def __init__(
+        self,
+        db: Database,
+        table: str,
+        mode: str = "ACCESS SHARE",
+        application_name: str = "report-job",
+    ) -> None:
         self.conn = db.connect(application_name=application_name)
         self.conn.execute("BEGIN")
         self.conn.execute(f'LOCK TABLE "{table}" IN {mode} MODE')

@@ -52,15 +52,23 @@ class Result:
 
     def __str__(self) -> str:
         command = " ".join(map(str, self.argv))
-        return (f"$ {command}\n(exit {self.returncode} after {self.seconds:.1f} s)\n"
-                f"{self.stdout}{self.stderr}")
+        return (
+            f"$ {command}\n(exit {self.returncode} after {self.seconds:.1f} s)\n"
+            f"{self.stdout}{self.stderr}"
+        )
 
 
-def run(argv: Sequence[str | Path], env: dict[str, str] | None = None, check: bool = True,
-        timeout: float = 600, input: str | None = None) -> Result:
+def run(
+    argv: Sequence[str | Path],
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 600,
+    input: str | None = None,
+) -> Result:
     t0 = time.monotonic()
-    proc = subprocess.run(list(map(str, argv)), env=env, capture_output=True, text=True,
-                          timeout=timeout, input=input)
+    proc = subprocess.run(
+        list(map(str, argv)), env=env, capture_output=True, text=True, timeout=timeout, input=input
+    )
     result = Result(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
     print(f"$ {' '.join(map(str, argv))}  -> exit {proc.returncode} in {result.seconds:.1f} s")
     if check and not result.ok:
@@ -79,8 +87,7 @@ class Kube:
         return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> Result:
-        return run([KUBECTL, "-n", self.namespace, *args], env=self.env(), check=check,
-                   input=input)
+        return run([KUBECTL, "-n", self.namespace, *args], env=self.env(), check=check, input=input)
 
     def get(self, kind: str, name: str = "", selector: str = "") -> Json:
         args = ["get", kind, *([name] if name else []), "-o", "json"]
@@ -97,8 +104,12 @@ class Kube:
 
     def app_pods(self, release: str) -> list[Json]:
         pods = self.items("pods", f"app.kubernetes.io/instance={release}")
-        return [p for p in pods if p["metadata"].get("labels", {}).get(
-            "app.kubernetes.io/component") == "app" and "deletionTimestamp" not in p["metadata"]]
+        return [
+            p
+            for p in pods
+            if p["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "app"
+            and "deletionTimestamp" not in p["metadata"]
+        ]
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
         deadline = time.monotonic() + timeout
@@ -142,10 +153,17 @@ class Cluster:
     def dump(self, kube: Kube) -> None:
         """Print the namespace's objects, events, pod states and container logs (a failure)."""
         print(f"\n===== diagnostics of namespace {kube.namespace} =====")
-        for args in (["get", "all,events", "-o", "wide"],
-                     ["get", "pods", "-o", "jsonpath={range .items[*]}{.metadata.name}: "
-                      "{.status.phase} init={.status.initContainerStatuses[*].state} "
-                      "main={.status.containerStatuses[*].state}{'\\n'}{end}"]):
+        for args in (
+            ["get", "all,events", "-o", "wide"],
+            [
+                "get",
+                "pods",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}: "
+                "{.status.phase} init={.status.initContainerStatuses[*].state} "
+                "main={.status.containerStatuses[*].state}{'\\n'}{end}",
+            ],
+        ):
             print(kube.kubectl(*args, check=False))
         for name, text in self.container_logs(kube.namespace).items():
             print(f"----- log {name}\n{text[-4000:]}")
@@ -156,8 +174,10 @@ class Cluster:
 
 
 def pod_ready(pod: Json) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod.get("status", {}).get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
 
 
 def pod_image(pod: Json, container: str = "app") -> str:
@@ -177,20 +197,43 @@ class Helm:
         return HELMS[self.name]
 
     def env(self) -> dict[str, str]:
-        return dict(self.kube.env(), HELM_CACHE_HOME=str(self.home / "cache"),
-                    HELM_CONFIG_HOME=str(self.home / "config"),
-                    HELM_DATA_HOME=str(self.home / "data"))
+        return dict(
+            self.kube.env(),
+            HELM_CACHE_HOME=str(self.home / "cache"),
+            HELM_CONFIG_HOME=str(self.home / "config"),
+            HELM_DATA_HOME=str(self.home / "data"),
+        )
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
-        return run([self.binary, "-n", self.kube.namespace, *args], env=self.env(),
-                   check=check, timeout=timeout)
+        return run(
+            [self.binary, "-n", self.kube.namespace, *args],
+            env=self.env(),
+            check=check,
+            timeout=timeout,
+        )
 
-    def upgrade(self, release: str, values: dict[str, Any], *extra: str, check: bool = True,
-                wait: bool = True, timeout: str = "3m") -> Result:
+    def upgrade(
+        self,
+        release: str,
+        values: dict[str, Any],
+        *extra: str,
+        check: bool = True,
+        wait: bool = True,
+        timeout: str = "3m",
+    ) -> Result:
         values_file = self.home / f"values-{release}-{time.monotonic_ns()}.json"
         values_file.write_text(json.dumps(values))
-        args = ["upgrade", "--install", release, str(CHART), "-f", str(values_file),
-                "--timeout", timeout, *extra]
+        args = [
+            "upgrade",
+            "--install",
+            release,
+            str(CHART),
+            "-f",
+            str(values_file),
+            "--timeout",
+            timeout,
+            *extra,
+        ]
         if wait:
             args.append("--wait")
         return self(*args, check=check)
@@ -202,8 +245,9 @@ class Helm:
         return list(json.loads(self("history", release, "-o", "json").stdout))
 
 
-def migrate(database: Database, verb: str, *args: str, migrations: Path | None = None,
-            check: bool = True) -> Result:
+def migrate(
+    database: Database, verb: str, *args: str, migrations: Path | None = None, check: bool = True
+) -> Result:
     """Run the migrator against ``database``, as an operator would from a laptop or a debug
     pod (the installed ``fast-note-migrate``, configured by the environment)."""
     env = dict(os.environ, DATABASE_URL=database.url())
@@ -226,8 +270,9 @@ class Images:
         self.defined[tag] = images.define_image(self.root, ref, migrations)
         return tag
 
-    def examples(self, tag: str, count: int | None = None,
-                 extra: dict[str, str] | None = None) -> str:
+    def examples(
+        self, tag: str, count: int | None = None, extra: dict[str, str] | None = None
+    ) -> str:
         """``fast-note:<tag>`` with the first ``count`` example migrations (+ extra ones)."""
         names = example_migrations()[:count]
         chosen: dict[str, str | Path] = {n: EXAMPLES / n for n in names}
@@ -247,7 +292,8 @@ def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> 
         "migration": {
             "strategy": strategy,
             "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
-            "lockTimeout": "1m", "connectTimeout": "30s",
+            "lockTimeout": "1m",
+            "connectTimeout": "30s",
             "wait": {"timeout": "2m"},
             # a failed migration fails the Job at once (the default 3 retries cost ~70 s of
             # Job back-off and end the same way: exit 4, the history is blocked)
@@ -260,5 +306,8 @@ def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> 
 
 
 def migration_jobs(kube: Kube, release: str = RELEASE) -> list[dict[str, Any]]:
-    return [j for j in kube.items("jobs", f"app.kubernetes.io/instance={release}")
-            if j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"]
+    return [
+        j
+        for j in kube.items("jobs", f"app.kubernetes.io/instance={release}")
+        if j["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"
+    ]

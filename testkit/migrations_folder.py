@@ -23,8 +23,10 @@ _TIMESTAMPED = re.compile(r"\d+_")
 
 def example_folders() -> list[Path]:
     """Every example migration folder, in name order."""
-    return sorted((p for base in (PRISMA_EXAMPLES, SAFETY_EXAMPLES) for p in base.iterdir()
-                   if p.is_dir()), key=lambda p: p.name)
+    return sorted(
+        (p for base in (PRISMA_EXAMPLES, SAFETY_EXAMPLES) for p in base.iterdir() if p.is_dir()),
+        key=lambda p: p.name,
+    )
 
 
 class MigrationsFolder:

@@ -80,7 +80,11 @@ class PostgresServer:
             kwargs = {"user": entry.pw_uid, "group": entry.pw_gid}
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
             [str(self.install / "bin" / args[0]), *args[1:]],
-            check=True, capture_output=True, text=True, cwd=self.workdir, **kwargs,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=self.workdir,
+            **kwargs,
         )
 
     def _own_workdir(self) -> None:
@@ -92,15 +96,36 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         self._own_workdir()
         if not self.datadir.exists():
-            self._run("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust",
-                      "--no-sync", "-E", "UTF8", "--locale=C")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            )
         options = (
             f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 "
             f"-c max_connections=200 -c fsync={'on' if self.fsync else 'off'} "
             f"-c synchronous_commit={'on' if self.fsync else 'off'} -c full_page_writes=off"
         )
-        self._run("pg_ctl", "-D", str(self.datadir), "-o", options,
-                  "-l", str(self.logfile), "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.datadir),
+            "-o",
+            options,
+            "-l",
+            str(self.logfile),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "fast") -> None:

@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(check: Callable[[], object], timeout: float = 20.0, what: str = "",
-               interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], object], timeout: float = 20.0, what: str = "", interval: float = 0.05
+) -> None:
     """Call ``check`` every ``interval`` seconds until it returns something true; fail with an
     AssertionError naming ``what`` if that takes longer than ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

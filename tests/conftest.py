@@ -35,8 +35,12 @@ def migrations(tmp_path: Path) -> MigrationsFolder:
 
 
 @pytest.fixture
-def migrate(db: Database, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str],
-            monkeypatch: pytest.MonkeyPatch) -> Migrator:
+def migrate(
+    db: Database,
+    migrations: MigrationsFolder,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Migrator:
     """The CLI against ``db`` and ``migrations``, with none of the migrator's variables
     (``MIGRATE_*`` …) from the environment of the test run."""
     for name in [k for k in os.environ if is_migrator_variable(k)]:

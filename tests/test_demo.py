@@ -17,12 +17,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_demo(**env_extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MIGRATE_", "FAST_NOTE_DEMO_"))
-           and k not in ("DATABASE_URL", "MIGRATIONS_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MIGRATE_", "FAST_NOTE_DEMO_"))
+        and k not in ("DATABASE_URL", "MIGRATIONS_DIR")
+    }
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "tools.demo"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def assert_embedded_demo_green(result: subprocess.CompletedProcess[str]) -> str:

@@ -7,8 +7,12 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = {"fast_note_migrate": REPO / "hooks" / "fast_note_migrate",
-            "testkit": REPO / "testkit", "tools": REPO / "tools", "tests": REPO / "tests"}
+PACKAGES = {
+    "fast_note_migrate": REPO / "hooks" / "fast_note_migrate",
+    "testkit": REPO / "testkit",
+    "tools": REPO / "tools",
+    "tests": REPO / "tests",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -20,8 +24,7 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(path): path for root in PACKAGES.values()
-            for path in root.rglob("*.py")}
+    return {_module_name(path): path for root in PACKAGES.values() for path in root.rglob("*.py")}
 
 
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
@@ -62,7 +65,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
         stack.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return [*stack[stack.index(target):], target]
+                return [*stack[stack.index(target) :], target]
             if target not in state and (found := visit(target)):
                 return found
         stack.pop()
@@ -76,21 +79,26 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_no_module_imports_itself_back_through_others() -> None:
-    graph = {name: targets for name, targets in _graph().items()
-             if not name.startswith("tests")}
+    graph = {name: targets for name, targets in _graph().items() if not name.startswith("tests")}
     assert _cycle(graph) == []
 
 
 def test_the_migrator_the_test_kit_and_the_tools_do_not_import_the_tests() -> None:
-    wrong = {name: sorted(t for t in targets if t == "tests" or t.startswith("tests."))
-             for name, targets in _graph().items() if not name.startswith("tests")}
+    wrong = {
+        name: sorted(t for t in targets if t == "tests" or t.startswith("tests."))
+        for name, targets in _graph().items()
+        if not name.startswith("tests")
+    }
     assert {name: targets for name, targets in wrong.items() if targets} == {}
 
 
 def test_the_migrator_imports_only_itself() -> None:
     """The runtime package stands alone: no test kit, no developer tools."""
-    wrong = {name: sorted(t for t in targets if not t.startswith("fast_note_migrate"))
-             for name, targets in _graph().items() if name.startswith("fast_note_migrate")}
+    wrong = {
+        name: sorted(t for t in targets if not t.startswith("fast_note_migrate"))
+        for name, targets in _graph().items()
+        if name.startswith("fast_note_migrate")
+    }
     assert {name: targets for name, targets in wrong.items() if targets} == {}
 
 

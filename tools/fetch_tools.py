@@ -100,8 +100,19 @@ def sha256(data: bytes) -> str:
 
 def download_wheel(requirement: str, into: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--only-binary", ":all:", "-d", str(into), requirement],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-d",
+            str(into),
+            requirement,
+        ],
         check=True,
     )
     name = requirement.split("==")[0].replace("-", "_").replace(".", "_").lower()

@@ -24,6 +24,7 @@ FROM unnest(pg_blocking_pids(%s)) AS b(pid) JOIN pg_stat_activity a ON a.pid = b
 ORDER BY a.pid
 """
 
+
 def describe_blockers(rows: list[tuple[Any, ...]]) -> str:
     parts = []
     for pid, app, state, query_start, xact_start, query in rows:
@@ -56,8 +57,12 @@ class BlockerWatch:
         import psycopg
 
         _, dsn, password = _conn_params(self.conn)
-        return psycopg.connect(dsn, password=password or None, autocommit=True,
-                               application_name="fast-note-migrate lock watch")
+        return psycopg.connect(
+            dsn,
+            password=password or None,
+            autocommit=True,
+            application_name="fast-note-migrate lock watch",
+        )
 
     def _poll(self) -> None:
         """One look at who blocks us (in the watcher thread; the watch is armed)."""
@@ -84,8 +89,7 @@ class BlockerWatch:
             self._watcher.close()
 
 
-_params: weakref.WeakKeyDictionary[Any, tuple[int, str, str | None]] = (
-    weakref.WeakKeyDictionary())
+_params: weakref.WeakKeyDictionary[Any, tuple[int, str, str | None]] = weakref.WeakKeyDictionary()
 
 
 def _conn_params(conn: psycopg.Connection) -> tuple[int, str, str | None]:
@@ -116,8 +120,9 @@ class _Watcher:
             watch._next_poll = first_poll
             self.current = watch
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, daemon=True,
-                                               name="fast-note-migrate lock watch")
+                self.thread = threading.Thread(
+                    target=self._run, daemon=True, name="fast-note-migrate lock watch"
+                )
                 self.thread.start()
             elif first_poll < self.wake_at:
                 self.cond.notify_all()

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fast_note_migrate")
 
 EXIT_CODES_HELP = "exit codes (every verb):\n" + "\n".join(
-    f"  {int(code)}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
+    f"  {int(code)}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+)
 
 DESCRIPTION = """\
 A drop-in for `prisma migrate deploy/status/resolve` on PostgreSQL: the same
@@ -33,13 +34,22 @@ Every option can also be set through the environment variable shown in its help.
 Durations are written like 500ms, 30s, 5m or 1h."""
 
 
-def _env_option(group: argparse._ActionsContainer, flag: str, env: str, default: str | None,
-                help: str, *, default_note: str = "", **kwargs: Any) -> None:
+def _env_option(
+    group: argparse._ActionsContainer,
+    flag: str,
+    env: str,
+    default: str | None,
+    help: str,
+    *,
+    default_note: str = "",
+    **kwargs: Any,
+) -> None:
     """An option that also reads ``env``; its help names the variable and the default."""
     shown = default_note or default
     tail = f"env: {env}" + (f"; default: {shown}" if shown else "")
-    group.add_argument(flag, default=os.environ.get(env) or default, help=f"{help} ({tail})",
-                       **kwargs)
+    group.add_argument(
+        flag, default=os.environ.get(env) or default, help=f"{help} ({tail})", **kwargs
+    )
 
 
 def _duration(text: str) -> float:
@@ -52,11 +62,12 @@ def _duration(text: str) -> float:
 def _one_of(what: str, *allowed: str) -> Callable[[str], str]:
     """A type that checks the value (argparse checks `choices` on flags only, not on a
     default taken from the environment)."""
+
     def parse(text: str) -> str:
         if text not in allowed:
-            raise argparse.ArgumentTypeError(
-                f"invalid {what} {text!r}: use {' or '.join(allowed)}")
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: use {' or '.join(allowed)}")
         return text
+
     return parse
 
 
@@ -68,139 +79,273 @@ def _count(text: str) -> int:
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection and folder")
-    _env_option(group, "--database-url", "DATABASE_URL", None, metavar="URL",
-                help="Prisma-style PostgreSQL URL, ?schema= and Prisma's other parameters "
-                "accepted")
-    _env_option(group, "--migrations-dir", "MIGRATIONS_DIR", "prisma/migrations", metavar="DIR",
-                help="the Prisma migrations folder")
-    _env_option(group, "--connect-timeout", "MIGRATE_CONNECT_TIMEOUT", "1m", type=_duration,
-                metavar="DURATION",
-                help="keep retrying an unreachable database this long, then exit 6")
+    _env_option(
+        group,
+        "--database-url",
+        "DATABASE_URL",
+        None,
+        metavar="URL",
+        help="Prisma-style PostgreSQL URL, ?schema= and Prisma's other parameters accepted",
+    )
+    _env_option(
+        group,
+        "--migrations-dir",
+        "MIGRATIONS_DIR",
+        "prisma/migrations",
+        metavar="DIR",
+        help="the Prisma migrations folder",
+    )
+    _env_option(
+        group,
+        "--connect-timeout",
+        "MIGRATE_CONNECT_TIMEOUT",
+        "1m",
+        type=_duration,
+        metavar="DURATION",
+        help="keep retrying an unreachable database this long, then exit 6",
+    )
     group = parser.add_argument_group("output")
-    _env_option(group, "--log-format", "MIGRATE_LOG_FORMAT", "text",
-                type=_one_of("log format", "text", "json"), metavar="text|json",
-                help="logs on stderr as text or JSON lines")
+    _env_option(
+        group,
+        "--log-format",
+        "MIGRATE_LOG_FORMAT",
+        "text",
+        type=_one_of("log format", "text", "json"),
+        metavar="text|json",
+        help="logs on stderr as text or JSON lines",
+    )
     group.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     group.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
 def _lock_timeout_option(parser: argparse.ArgumentParser) -> None:
-    _env_option(parser, "--lock-timeout", "MIGRATE_LOCK_TIMEOUT", "5m", type=_duration,
-                metavar="DURATION", default_note="5m; Prisma's is a fixed 10s",
-                help="wait this long for the migration lock held by another deploy, then name "
-                "the holder and exit 6")
+    _env_option(
+        parser,
+        "--lock-timeout",
+        "MIGRATE_LOCK_TIMEOUT",
+        "5m",
+        type=_duration,
+        metavar="DURATION",
+        default_note="5m; Prisma's is a fixed 10s",
+        help="wait this long for the migration lock held by another deploy, then name "
+        "the holder and exit 6",
+    )
 
 
 def _lint_policy_option(parser: argparse.ArgumentParser, what: str) -> None:
-    _env_option(parser, "--lint-policy", "MIGRATE_LINT_POLICY", "warn",
-                type=_one_of("lint policy", "block", "warn", "off"), metavar="block|warn|off",
-                help=f"{what}: destructive or locking operations found by squawk "
-                "(drop/rename column or table, type change, NOT NULL without default, "
-                "index without CONCURRENTLY …) block (exit 2), only warn, or (off) "
-                "are not linted; a `-- fast-note-migrate: allow RULE (why)` comment on "
-                "the line before a statement acknowledges it")
+    _env_option(
+        parser,
+        "--lint-policy",
+        "MIGRATE_LINT_POLICY",
+        "warn",
+        type=_one_of("lint policy", "block", "warn", "off"),
+        metavar="block|warn|off",
+        help=f"{what}: destructive or locking operations found by squawk "
+        "(drop/rename column or table, type change, NOT NULL without default, "
+        "index without CONCURRENTLY …) block (exit 2), only warn, or (off) "
+        "are not linted; a `-- fast-note-migrate: allow RULE (why)` comment on "
+        "the line before a statement acknowledges it",
+    )
 
 
 def _safety_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("safety on a live database")
-    _env_option(group, "--statement-lock-timeout", "MIGRATE_STATEMENT_LOCK_TIMEOUT", "5s",
-                type=_duration, metavar="DURATION",
-                help="lock_timeout for each migration: give up a table lock after this long "
-                "instead of queueing the app's queries behind it; 0 waits forever")
-    _env_option(group, "--statement-timeout", "MIGRATE_STATEMENT_TIMEOUT", "0",
-                type=_duration, metavar="DURATION",
-                help="statement_timeout for each migration; 0 is off")
-    _env_option(group, "--lock-retries", "MIGRATE_LOCK_RETRIES", "3", type=_count, metavar="N",
-                help="retry a migration that hit the lock timeout (SQLSTATE 55P03) N times "
-                "with backoff, naming the blocking sessions, before it is recorded as failed")
-    _env_option(group, "--lock-retry-delay", "MIGRATE_LOCK_RETRY_DELAY", "1s", type=_duration,
-                metavar="DURATION",
-                help="backoff before the first retry, doubled for each next one, at most 1m")
+    _env_option(
+        group,
+        "--statement-lock-timeout",
+        "MIGRATE_STATEMENT_LOCK_TIMEOUT",
+        "5s",
+        type=_duration,
+        metavar="DURATION",
+        help="lock_timeout for each migration: give up a table lock after this long "
+        "instead of queueing the app's queries behind it; 0 waits forever",
+    )
+    _env_option(
+        group,
+        "--statement-timeout",
+        "MIGRATE_STATEMENT_TIMEOUT",
+        "0",
+        type=_duration,
+        metavar="DURATION",
+        help="statement_timeout for each migration; 0 is off",
+    )
+    _env_option(
+        group,
+        "--lock-retries",
+        "MIGRATE_LOCK_RETRIES",
+        "3",
+        type=_count,
+        metavar="N",
+        help="retry a migration that hit the lock timeout (SQLSTATE 55P03) N times "
+        "with backoff, naming the blocking sessions, before it is recorded as failed",
+    )
+    _env_option(
+        group,
+        "--lock-retry-delay",
+        "MIGRATE_LOCK_RETRY_DELAY",
+        "1s",
+        type=_duration,
+        metavar="DURATION",
+        help="backoff before the first retry, doubled for each next one, at most 1m",
+    )
 
 
 def _phase_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("expand/contract phases")
-    _env_option(group, "--phase", "MIGRATE_PHASE", "all",
-                type=_one_of("phase", "all", "expand", "contract"),
-                metavar="all|expand|contract",
-                help="expand (pre-upgrade): apply in order up to the first migration marked "
-                "`-- fast-note-migrate: phase=contract` (and refuse an expand migration after "
-                "it); contract (post-upgrade, with --wait-for-rollout): apply the rest once "
-                "the old pods are gone; all: everything in order")
-    _env_option(group, "--wait-for-rollout", "MIGRATE_WAIT_FOR_ROLLOUT", None,
-                metavar="DEPLOYMENT",
-                help="before applying, wait until this Deployment's rollout is complete and "
-                "no pod of an older ReplicaSet remains; needs the [kubernetes] extra and "
-                "get/list on deployments, replicasets, pods")
-    _env_option(group, "--namespace", "MIGRATE_NAMESPACE", None, metavar="NS",
-                default_note="POD_NAMESPACE, the pod's own namespace, or the kubeconfig's",
-                help="the Deployment's namespace")
-    _env_option(group, "--rollout-timeout", "MIGRATE_ROLLOUT_TIMEOUT", "10m", type=_duration,
-                metavar="DURATION",
-                help="give up waiting for the rollout after this long and exit 3")
+    _env_option(
+        group,
+        "--phase",
+        "MIGRATE_PHASE",
+        "all",
+        type=_one_of("phase", "all", "expand", "contract"),
+        metavar="all|expand|contract",
+        help="expand (pre-upgrade): apply in order up to the first migration marked "
+        "`-- fast-note-migrate: phase=contract` (and refuse an expand migration after "
+        "it); contract (post-upgrade, with --wait-for-rollout): apply the rest once "
+        "the old pods are gone; all: everything in order",
+    )
+    _env_option(
+        group,
+        "--wait-for-rollout",
+        "MIGRATE_WAIT_FOR_ROLLOUT",
+        None,
+        metavar="DEPLOYMENT",
+        help="before applying, wait until this Deployment's rollout is complete and "
+        "no pod of an older ReplicaSet remains; needs the [kubernetes] extra and "
+        "get/list on deployments, replicasets, pods",
+    )
+    _env_option(
+        group,
+        "--namespace",
+        "MIGRATE_NAMESPACE",
+        None,
+        metavar="NS",
+        default_note="POD_NAMESPACE, the pod's own namespace, or the kubeconfig's",
+        help="the Deployment's namespace",
+    )
+    _env_option(
+        group,
+        "--rollout-timeout",
+        "MIGRATE_ROLLOUT_TIMEOUT",
+        "10m",
+        type=_duration,
+        metavar="DURATION",
+        help="give up waiting for the rollout after this long and exit 3",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fast-note-migrate", description=DESCRIPTION, epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="fast-note-migrate",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, summary: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=summary, description=summary, epilog=EXIT_CODES_HELP,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = verbs.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         _global_options(sub)
         return sub
 
     sub = verb("deploy", "apply every pending migration in order (prisma migrate deploy)")
     _lock_timeout_option(sub)
-    sub.add_argument("--dry-run", action="store_true",
-                     help="print the plan; take no lock and change nothing")
-    sub.add_argument("--allow-drift", action="store_true",
-                     help="apply even though an applied migration was edited (by default "
-                     "deploy stops with exit 5 before any change, as `wait` does)")
+    sub.add_argument(
+        "--dry-run", action="store_true", help="print the plan; take no lock and change nothing"
+    )
+    sub.add_argument(
+        "--allow-drift",
+        action="store_true",
+        help="apply even though an applied migration was edited (by default "
+        "deploy stops with exit 5 before any change, as `wait` does)",
+    )
     _lint_policy_option(sub, "lint the pending migrations first")
     _safety_options(sub)
     _phase_options(sub)
 
-    sub = verb("status", "show every migration's state: applied, pending, running, "
-               "interrupted, failed, edited, missing locally, rolled back")
+    sub = verb(
+        "status",
+        "show every migration's state: applied, pending, running, "
+        "interrupted, failed, edited, missing locally, rolled back",
+    )
     sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
-    sub = verb("wait", "wait until every local migration is applied (for app pods); "
-               "the database being ahead, or contract migrations pending, is fine")
-    _env_option(sub, "--timeout", "MIGRATE_WAIT_TIMEOUT", "10m", type=_duration,
-                metavar="DURATION", help="give up after this long and exit 3")
-    _env_option(sub, "--interval", "MIGRATE_WAIT_INTERVAL", "2s", type=_duration,
-                metavar="DURATION", help="time between two checks")
+    sub = verb(
+        "wait",
+        "wait until every local migration is applied (for app pods); "
+        "the database being ahead, or contract migrations pending, is fine",
+    )
+    _env_option(
+        sub,
+        "--timeout",
+        "MIGRATE_WAIT_TIMEOUT",
+        "10m",
+        type=_duration,
+        metavar="DURATION",
+        help="give up after this long and exit 3",
+    )
+    _env_option(
+        sub,
+        "--interval",
+        "MIGRATE_WAIT_INTERVAL",
+        "2s",
+        type=_duration,
+        metavar="DURATION",
+        help="time between two checks",
+    )
 
-    verb("verify", "check that the database matches these migrations: nothing failed, "
-         "pending (but contract migrations) or edited (what `helm test` runs)")
+    verb(
+        "verify",
+        "check that the database matches these migrations: nothing failed, "
+        "pending (but contract migrations) or edited (what `helm test` runs)",
+    )
 
-    sub = verb("resolve", "mark a migration applied or rolled back without running it "
-               "(prisma migrate resolve)")
+    sub = verb(
+        "resolve",
+        "mark a migration applied or rolled back without running it (prisma migrate resolve)",
+    )
     target = sub.add_mutually_exclusive_group(required=True)
-    target.add_argument("--applied", metavar="NAME",
-                        help="record NAME as applied (baselining, or finished by hand)")
-    target.add_argument("--rolled-back", metavar="NAME",
-                        help="record the failed migration NAME as rolled back")
+    target.add_argument(
+        "--applied", metavar="NAME", help="record NAME as applied (baselining, or finished by hand)"
+    )
+    target.add_argument(
+        "--rolled-back", metavar="NAME", help="record the failed migration NAME as rolled back"
+    )
     _lock_timeout_option(sub)
 
-    sub = verb("lint", "lint the pending migrations (or --all) with squawk for destructive "
-               "and locking operations")
-    _lint_policy_option(sub, "whether the findings fail the lint (off lists them like "
-                        "warn)")
-    sub.add_argument("--all", action="store_true",
-                     help="lint every migration in the folder, without a database (for CI)")
+    sub = verb(
+        "lint",
+        "lint the pending migrations (or --all) with squawk for destructive and locking operations",
+    )
+    _lint_policy_option(sub, "whether the findings fail the lint (off lists them like warn)")
+    sub.add_argument(
+        "--all",
+        action="store_true",
+        help="lint every migration in the folder, without a database (for CI)",
+    )
 
-    sub = verb("down", "undo the applied migrations newer than NAME with their down.sql, "
-               "newest first, each in a transaction")
-    sub.add_argument("--to", required=True, metavar="NAME",
-                     help="the migration to go back to: it stays applied, the newer ones are "
-                     "undone and marked rolled back")
-    sub.add_argument("--dry-run", action="store_true",
-                     help="print the plan; take no lock and change nothing")
+    sub = verb(
+        "down",
+        "undo the applied migrations newer than NAME with their down.sql, "
+        "newest first, each in a transaction",
+    )
+    sub.add_argument(
+        "--to",
+        required=True,
+        metavar="NAME",
+        help="the migration to go back to: it stays applied, the newer ones are "
+        "undone and marked rolled back",
+    )
+    sub.add_argument(
+        "--dry-run", action="store_true", help="print the plan; take no lock and change nothing"
+    )
     _lock_timeout_option(sub)
     _safety_options(sub)
     return parser
@@ -209,9 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> Settings:
     from .runner import Settings
 
-    return Settings(lock_timeout=args.statement_lock_timeout,
-                    statement_timeout=args.statement_timeout,
-                    lock_retries=args.lock_retries, retry_delay=args.lock_retry_delay)
+    return Settings(
+        lock_timeout=args.statement_lock_timeout,
+        statement_timeout=args.statement_timeout,
+        lock_retries=args.lock_retries,
+        retry_delay=args.lock_retry_delay,
+    )
 
 
 def _deploy_options(args: argparse.Namespace) -> DeployOptions:
@@ -224,9 +372,13 @@ def _deploy_options(args: argparse.Namespace) -> DeployOptions:
         from .rollout import Target
 
         rollout = Target(args.wait_for_rollout, args.namespace, args.rollout_timeout)
-    return DeployOptions(lint_policy=Policy(args.lint_policy), execution=_settings(args),
-                         phase=Phase(args.phase), rollout=rollout,
-                         allow_drift=args.allow_drift)
+    return DeployOptions(
+        lint_policy=Policy(args.lint_policy),
+        execution=_settings(args),
+        phase=Phase(args.phase),
+        rollout=rollout,
+        allow_drift=args.allow_drift,
+    )
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
@@ -238,21 +390,29 @@ def _run(args: argparse.Namespace) -> ExitCode:
     url = args.database_url
     if args.verb == "lint" and args.all and not url:
         url = "postgresql://localhost/unused"  # lint --all reads files only, never connects
-    ctx = commands.Context(DatabaseUrl.parse(url),
-                           MigrationsDir(args.migrations_dir), args.connect_timeout)
+    ctx = commands.Context(
+        DatabaseUrl.parse(url), MigrationsDir(args.migrations_dir), args.connect_timeout
+    )
     handlers: dict[str, Callable[[], ExitCode]] = {
-        "deploy": lambda: commands.deploy(ctx, lock_timeout=args.lock_timeout,
-                                          dry_run=args.dry_run, options=_deploy_options(args)),
+        "deploy": lambda: commands.deploy(
+            ctx, lock_timeout=args.lock_timeout, dry_run=args.dry_run, options=_deploy_options(args)
+        ),
         "status": lambda: commands.status(ctx, as_json=args.json),
         "wait": lambda: commands.wait(ctx, timeout=args.timeout, interval=args.interval),
         "verify": lambda: commands.verify(ctx),
-        "resolve": lambda: commands.resolve(ctx, applied=args.applied,
-                                            rolled_back=args.rolled_back,
-                                            lock_timeout=args.lock_timeout),
-        "lint": lambda: commands.lint(ctx, policy=Policy(args.lint_policy),
-                                      all_migrations=args.all),
-        "down": lambda: commands.down(ctx, to=args.to, lock_timeout=args.lock_timeout,
-                                      dry_run=args.dry_run, settings=_settings(args)),
+        "resolve": lambda: commands.resolve(
+            ctx, applied=args.applied, rolled_back=args.rolled_back, lock_timeout=args.lock_timeout
+        ),
+        "lint": lambda: commands.lint(
+            ctx, policy=Policy(args.lint_policy), all_migrations=args.all
+        ),
+        "down": lambda: commands.down(
+            ctx,
+            to=args.to,
+            lock_timeout=args.lock_timeout,
+            dry_run=args.dry_run,
+            settings=_settings(args),
+        ),
     }
     return handlers[args.verb]()
 
@@ -278,16 +438,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         import signal
 
         code = stop.exit_code
-        log.error("stopped by %s: the statement in progress was cancelled and rolled back, "
-                  "the lock released", signal.Signals(stop.signum).name,
-                  extra=fields(exit_code=int(code)))
+        log.error(
+            "stopped by %s: the statement in progress was cancelled and rolled back, "
+            "the lock released",
+            signal.Signals(stop.signum).name,
+            extra=fields(exit_code=int(code)),
+        )
         log.error("what to do: run the same command again", extra=fields(exit_code=int(code)))
     except Exception as exc:  # a bug or an unforeseen failure: short message, trace with -v
         code = ExitCode.FAILED
-        log.error("unexpected error: %s: %s", type(exc).__name__, exc,
-                  extra=fields(exit_code=int(code)))
-        log.error("what to do: run again with -v for the traceback, and report it",
-                  extra=fields(exit_code=int(code)))
+        log.error(
+            "unexpected error: %s: %s", type(exc).__name__, exc, extra=fields(exit_code=int(code))
+        )
+        log.error(
+            "what to do: run again with -v for the traceback, and report it",
+            extra=fields(exit_code=int(code)),
+        )
         log.debug("traceback", exc_info=True)
     log.debug("exit %d", int(code))
     return int(code)

@@ -56,7 +56,8 @@ class Context:
                 f"lost the database connection during {verb}: {_first_line(exc)}",
                 hint="the database restarted or the connection was cut; run the command "
                 "again (what a deploy had not committed was rolled back; a statement-by-"
-                "statement migration resumes)") from exc
+                "statement migration resumes)",
+            ) from exc
         finally:
             conn.close()
 
@@ -82,8 +83,10 @@ def _wait_for_rollout(ctx: Context, local: list[Migration], options: DeployOptio
     """Before a contract run: wait until no pod of the old release serves any more."""
     if options.rollout is None:
         if options.phase is Phase.CONTRACT:
-            log.warning("contract phase without --wait-for-rollout: make sure no pod of the "
-                        "previous release still serves")
+            log.warning(
+                "contract phase without --wait-for-rollout: make sure no pod of the "
+                "previous release still serves"
+            )
         return
     with ctx.connection("deploy") as conn:
         pending = ctx.report(conn, local).pending
@@ -95,8 +98,13 @@ def _wait_for_rollout(ctx: Context, local: list[Migration], options: DeployOptio
     rollout.wait(options.rollout)
 
 
-def deploy(ctx: Context, *, lock_timeout: float, dry_run: bool = False,
-           options: DeployOptions | None = None) -> ExitCode:
+def deploy(
+    ctx: Context,
+    *,
+    lock_timeout: float,
+    dry_run: bool = False,
+    options: DeployOptions | None = None,
+) -> ExitCode:
     """Apply every pending migration, in order, under Prisma's advisory lock."""
     options = options or DeployOptions()
     local = ctx.migrations.list()
@@ -135,6 +143,7 @@ def _print_plan(ctx: Context, deployer: Deployer, local: list[Migration]) -> Exi
 
 
 # status / wait / verify -----------------------------------------------------------
+
 
 def _local_with_scripts(ctx: Context) -> list[Migration]:
     local = ctx.migrations.list()
@@ -176,22 +185,26 @@ def status(ctx: Context, *, as_json: bool = False) -> ExitCode:
         report = ctx.report(conn, local)
     code = report.exit_code(strict_missing=True)
     if as_json:
-        out(json.dumps({
-            "database": ctx.url.display,
-            "schema": ctx.url.schema,
-            "migrations_dir": str(ctx.migrations.path),
-            "up_to_date": code is ExitCode.OK,
-            "exit_code": int(code),
-            "summary": report.counts(),
-            "migrations": [item.to_json() for item in report.items],
-        }, indent=2))
+        out(
+            json.dumps(
+                {
+                    "database": ctx.url.display,
+                    "schema": ctx.url.schema,
+                    "migrations_dir": str(ctx.migrations.path),
+                    "up_to_date": code is ExitCode.OK,
+                    "exit_code": int(code),
+                    "summary": report.counts(),
+                    "migrations": [item.to_json() for item in report.items],
+                },
+                indent=2,
+            )
+        )
     else:
         _print_report(ctx, report)
         for item in report.failed + report.unfinished:
             row = item.last_row
             what = "Failed" if item.state is State.FAILED else item.state.value.capitalize()
-            out(f"\n{what} migration {item.name}:\n"
-                f"{(row.logs if row else '') or '(no logs)'}")
+            out(f"\n{what} migration {item.name}:\n{(row.logs if row else '') or '(no logs)'}")
     return code
 
 
@@ -200,8 +213,9 @@ def _first_line(exc: Exception) -> str:
     return redact(text.splitlines()[0] if text else repr(exc))
 
 
-def _reconnect_after_loss(ctx: Context, conn: psycopg.Connection, exc: Exception,
-                          verb: str) -> psycopg.Connection:
+def _reconnect_after_loss(
+    ctx: Context, conn: psycopg.Connection, exc: Exception, verb: str
+) -> psycopg.Connection:
     """A new connection when ``exc`` lost the old one (a restart, a failover, a terminated
     backend), within --connect-timeout; anything else is raised again."""
     import psycopg
@@ -246,24 +260,35 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
             required = _still_required(report)
             if not required:
                 if report.pending:
-                    log.info("%d contract migration(s) pending: fine for this image (the "
-                             "post-upgrade run applies them)", len(report.pending))
-                log.info("the database is up to date (%d migrations) after %s",
-                         len(local), format_duration(time.monotonic() - started))
+                    log.info(
+                        "%d contract migration(s) pending: fine for this image (the "
+                        "post-upgrade run applies them)",
+                        len(report.pending),
+                    )
+                log.info(
+                    "the database is up to date (%d migrations) after %s",
+                    len(local),
+                    format_duration(time.monotonic() - started),
+                )
                 return ExitCode.OK
             now = time.monotonic()
             if now >= deadline:
                 raise NotUpToDate(
                     f"timed out after {format_duration(timeout)}: {len(required)} "
                     f"migration(s) still pending, first {required[0].name}",
-                    hint="check the migration Job's logs; raise --timeout if migrations are "
-                    "slow",
+                    hint="check the migration Job's logs; raise --timeout if migrations are slow",
                 )
             if now - last_logged >= 10 or last_logged == 0:
-                doing = {State.RUNNING: ", being applied now",
-                         State.INTERRUPTED: ", interrupted: the next deploy resumes it"}
-                log.info("waiting for %d pending migration(s), first %s%s", len(required),
-                         required[0].name, doing.get(required[0].state, ""))
+                doing = {
+                    State.RUNNING: ", being applied now",
+                    State.INTERRUPTED: ", interrupted: the next deploy resumes it",
+                }
+                log.info(
+                    "waiting for %d pending migration(s), first %s%s",
+                    len(required),
+                    required[0].name,
+                    doing.get(required[0].state, ""),
+                )
                 last_logged = now
             time.sleep(min(interval, max(0.0, deadline - now)))
     finally:
@@ -287,19 +312,25 @@ def verify(ctx: Context) -> ExitCode:
         out(f"  [{'ok' if ok else 'FAIL'}] {label}")
     contract = len(report.pending) - len(report.required_pending)
     if contract:
-        out(f"  [note] {contract} contract migration(s) pending: applied by the post-upgrade "
-            "run once the old pods are gone")
+        out(
+            f"  [note] {contract} contract migration(s) pending: applied by the post-upgrade "
+            "run once the old pods are gone"
+        )
     if report.missing_locally:
-        out(f"  [note] the database is ahead by {len(report.missing_locally)} migration(s): "
-            "fine after a rollback")
+        out(
+            f"  [note] the database is ahead by {len(report.missing_locally)} migration(s): "
+            "fine after a rollback"
+        )
     out("verify: OK" if code is ExitCode.OK else f"verify: FAILED (exit {int(code)})")
     return code
 
 
 # resolve --------------------------------------------------------------------------
 
-def resolve(ctx: Context, *, applied: str | None, rolled_back: str | None,
-            lock_timeout: float) -> ExitCode:
+
+def resolve(
+    ctx: Context, *, applied: str | None, rolled_back: str | None, lock_timeout: float
+) -> ExitCode:
     """Mark a migration applied (baselining) or rolled back, as Prisma does."""
     name = applied or rolled_back
     assert name is not None
@@ -317,27 +348,35 @@ def resolve(ctx: Context, *, applied: str | None, rolled_back: str | None,
         rows = [r for r in history.rows() if r.migration_name == name]
         if applied:
             if any(r.is_applied for r in rows):
-                raise ConfigError(f"migration {name} is already recorded as applied",
-                                  hint="nothing to do", prisma_code="P3008")
+                raise ConfigError(
+                    f"migration {name} is already recorded as applied",
+                    hint="nothing to do",
+                    prisma_code="P3008",
+                )
             history.create()
             history.mark_applied_without_running(name, checksum)
             log.info("migration %s is recorded as applied (no SQL was run)", name)
             return ExitCode.OK
         if not rows:
-            raise ConfigError(f"migration {name} cannot be rolled back: it was never applied",
-                              hint="check the name with `fast-note-migrate status`",
-                              prisma_code="P3011")
+            raise ConfigError(
+                f"migration {name} cannot be rolled back: it was never applied",
+                hint="check the name with `fast-note-migrate status`",
+                prisma_code="P3011",
+            )
         if not any(r.is_failed for r in rows):
-            raise ConfigError(f"migration {name} cannot be rolled back: it is not in a failed "
-                              "state", hint="only failed migrations can be marked rolled back; "
-                              "to undo an applied one use `down`", prisma_code="P3012")
+            raise ConfigError(
+                f"migration {name} cannot be rolled back: it is not in a failed state",
+                hint="only failed migrations can be marked rolled back; "
+                "to undo an applied one use `down`",
+                prisma_code="P3012",
+            )
         history.mark_rolled_back(name)
-        log.info("migration %s is recorded as rolled back; the next deploy applies it again",
-                 name)
+        log.info("migration %s is recorded as rolled back; the next deploy applies it again", name)
         return ExitCode.OK
 
 
 # lint / down ----------------------------------------------------------------------
+
 
 def _lint_status(finding: Finding) -> str:
     if finding.new_table is not None:
@@ -366,22 +405,28 @@ def lint(ctx: Context, *, policy: Policy, all_migrations: bool = False) -> ExitC
         out(f"{finding.describe()} [{_lint_status(finding)}]")
     for finding in found:
         if finding.kind == "advice":
-            log.debug("lint advice: %s: %s: %s", finding.location(), finding.rule,
-                      finding.message)
+            log.debug("lint advice: %s: %s: %s", finding.location(), finding.rule, finding.message)
     unacknowledged = [f for f in found if f.guarded]
     dangerous = [f for f in found if f.kind in ("destructive", "locking")]
     unparsed = len(shown) - len(dangerous)
-    out(f"lint: {len(targets)} migration(s), {len(dangerous)} destructive or locking "
+    out(
+        f"lint: {len(targets)} migration(s), {len(dangerous)} destructive or locking "
         f"operation(s), {len(unacknowledged)} not acknowledged (policy {policy.value})"
-        + (f"; {unparsed} syntax error(s): those statements are not checked" if unparsed
-           else ""))
+        + (f"; {unparsed} syntax error(s): those statements are not checked" if unparsed else "")
+    )
     if unacknowledged and policy is Policy.BLOCK:
         raise squawk.blocked_error(unacknowledged)
     return ExitCode.OK
 
 
-def down(ctx: Context, *, to: str, lock_timeout: float, dry_run: bool = False,
-         settings: Settings | None = None) -> ExitCode:
+def down(
+    ctx: Context,
+    *,
+    to: str,
+    lock_timeout: float,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+) -> ExitCode:
     """Undo the applied migrations newer than ``to`` with their down.sql, newest first."""
     from . import down as downs
 

@@ -20,23 +20,56 @@ log = logging.getLogger(__name__)
 
 # Prisma URL parameters that libpq understands and that we pass on as they are.
 LIBPQ_PARAMS = frozenset(
-    {"sslmode", "sslcert", "sslkey", "sslrootcert", "sslpassword", "connect_timeout",
-     "application_name", "options", "target_session_attrs", "host", "port", "user",
-     "password", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-     "tcp_user_timeout", "gssencmode", "channel_binding"}
+    {
+        "sslmode",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslpassword",
+        "connect_timeout",
+        "application_name",
+        "options",
+        "target_session_attrs",
+        "host",
+        "port",
+        "user",
+        "password",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "gssencmode",
+        "channel_binding",
+    }
 )
 # Prisma-only parameters: accepted, and not used by a single migrating connection.
 PRISMA_ONLY_PARAMS = frozenset(
-    {"schema", "connection_limit", "pool_timeout", "pgbouncer", "socket_timeout",
-     "statement_cache_size", "sslidentity", "sslaccept", "single_use_connections",
-     "max_connection_lifetime", "max_idle_connection_lifetime"}
+    {
+        "schema",
+        "connection_limit",
+        "pool_timeout",
+        "pgbouncer",
+        "socket_timeout",
+        "statement_cache_size",
+        "sslidentity",
+        "sslaccept",
+        "single_use_connections",
+        "max_connection_lifetime",
+        "max_idle_connection_lifetime",
+    }
 )
 # TCP keepalives on our side: a peer that vanishes without a FIN or RST (a lost node, a
 # failover) is noticed within about 90 s instead of the kernel's default two hours, so a
 # wait or a lock wait does not hang on a dead socket. The URL's own keepalives_* win.
-TCP_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
-                  "keepalives_count": "6"}
+TCP_KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "6",
+}
 URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?schema=public"
+
 
 @dataclass(frozen=True)
 class DatabaseUrl:
@@ -121,9 +154,16 @@ def _is_permanent(message: str) -> bool:
     lowered = message.lower()
     return any(
         marker in lowered
-        for marker in ("password authentication failed", "authentication failed",
-                       "does not exist", "no password supplied", "no pg_hba.conf entry",
-                       "invalid sslmode", "invalid connection option", "invalid port")
+        for marker in (
+            "password authentication failed",
+            "authentication failed",
+            "does not exist",
+            "no password supplied",
+            "no pg_hba.conf entry",
+            "invalid sslmode",
+            "invalid connection option",
+            "invalid port",
+        )
     )
 
 
@@ -152,8 +192,12 @@ def connect(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycopg.Conn
                     hint="check the host and port in DATABASE_URL and that the database is up,"
                     " or raise --connect-timeout",
                 ) from None
-            log.warning("database not reachable yet (attempt %d, %s left): %s",
-                        attempt, format_duration(remaining), message)
+            log.warning(
+                "database not reachable yet (attempt %d, %s left): %s",
+                attempt,
+                format_duration(remaining),
+                message,
+            )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 5.0)
         except psycopg.Error as exc:

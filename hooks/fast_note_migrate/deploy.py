@@ -79,8 +79,12 @@ def failure_logs(exc: Exception, offset: int, script: str, line: int | None = No
         where = f"\n\nStatement at line {line} of migration.sql" if line is not None else ""
         return redact(f"{exc}{where}")
     diag = exc.diag
-    lines = [f"Database error code: {diag.sqlstate or 'unknown'}", "", "Database error:",
-             f"{diag.severity or 'ERROR'}: {diag.message_primary or str(exc).strip()}"]
+    lines = [
+        f"Database error code: {diag.sqlstate or 'unknown'}",
+        "",
+        "Database error:",
+        f"{diag.severity or 'ERROR'}: {diag.message_primary or str(exc).strip()}",
+    ]
     for label, value in (("DETAIL", diag.message_detail), ("HINT", diag.message_hint)):
         if value:
             lines.append(f"{label}: {value}")
@@ -109,12 +113,19 @@ def _check_drift(report: Report, allow: bool) -> None:
                 "differs); nothing was changed",
                 hint="deploy the migrations the database was migrated with (restore the "
                 "file from version control); if the edit is deliberate and changes nothing "
-                "in the database (a comment), deploy once with --allow-drift")
-        log.warning("migration %s was edited after it was applied (checksum differs): "
-                    "going on because of --allow-drift", item.name)
+                "in the database (a comment), deploy once with --allow-drift",
+            )
+        log.warning(
+            "migration %s was edited after it was applied (checksum differs): "
+            "going on because of --allow-drift",
+            item.name,
+        )
     for item in report.missing_locally:
-        log.warning("migration %s is applied but not in the migrations folder "
-                    "(the database is ahead of this image)", item.name)
+        log.warning(
+            "migration %s is applied but not in the migrations folder "
+            "(the database is ahead of this image)",
+            item.name,
+        )
 
 
 def _resume_point(item: MigrationState) -> tuple[str, int]:
@@ -128,9 +139,14 @@ def _resume_point(item: MigrationState) -> tuple[str, int]:
             f"{row.progress[1]} statements, and its file {what} since; nothing was changed",
             hint=f"deploy the migrations it was started with to resume it, or undo its "
             f"first {row.progress[0]} statements by hand and run `fast-note-migrate resolve "
-            f"--rolled-back {item.name}`")
-    log.info("migration %s was interrupted after %d of %d statements: this deploy resumes "
-             "it", item.name, row.progress[0], row.progress[1])
+            f"--rolled-back {item.name}`",
+        )
+    log.info(
+        "migration %s was interrupted after %d of %d statements: this deploy resumes it",
+        item.name,
+        row.progress[0],
+        row.progress[1],
+    )
     return row.id, row.progress[0]
 
 
@@ -156,8 +172,11 @@ class Deployer:
             raise blocked(report.failed)
         _check_drift(report, self.options.allow_drift)
         resume = {item.name: _resume_point(item) for item in report.having(State.INTERRUPTED)}
-        pending = [item.local for item in report.items if item.local is not None
-                   and (item.state is State.PENDING or item.name in resume)]
+        pending = [
+            item.local
+            for item in report.items
+            if item.local is not None and (item.state is State.PENDING or item.name in resume)
+        ]
         for migration in pending:
             migration.check()
         return Plan(not exists, pending, phases.select(pending, self.options.phase), resume)
@@ -179,8 +198,11 @@ class Deployer:
         from . import lint
 
         version = self.conn.info.server_version
-        lint.check(plan.selected, self.options.lint_policy,
-                   pg_version=f"{version // 10000}.{version % 100}")
+        lint.check(
+            plan.selected,
+            self.options.lint_policy,
+            pg_version=f"{version // 10000}.{version % 100}",
+        )
 
     # Apply ----------------------------------------------------------------------------
 
@@ -195,26 +217,41 @@ class Deployer:
         log.info("%d pending migration(s) to apply", len(pending))
         started = time.monotonic()
         for index, migration in enumerate(pending, 1):
-            log.info("applying %s (%d/%d)", migration.name, index, len(pending),
-                     extra=fields(migration=migration.name))
+            log.info(
+                "applying %s (%d/%d)",
+                migration.name,
+                index,
+                len(pending),
+                extra=fields(migration=migration.name),
+            )
             t0 = time.monotonic()
             self._apply_one(migration, plan.resume.get(migration.name))
             took = time.monotonic() - t0
-            log.info("applied %s in %s", migration.name, format_duration(took),
-                     extra=fields(migration=migration.name, duration_s=round(took, 3)))
+            log.info(
+                "applied %s in %s",
+                migration.name,
+                format_duration(took),
+                extra=fields(migration=migration.name, duration_s=round(took, 3)),
+            )
         took = time.monotonic() - started
-        log.info("applied %d migration(s) in %s", len(pending), format_duration(took),
-                 extra=fields(duration_s=round(took, 3)))
+        log.info(
+            "applied %d migration(s) in %s",
+            len(pending),
+            format_duration(took),
+            extra=fields(duration_s=round(took, 3)),
+        )
 
     def _bookkeeping(self, name: str, checksum: str | None) -> SplitBookkeeping:
         """How a statement-by-statement run is recorded: the started row (``checksum``;
         None when resuming one), its progress after every statement, the finished row."""
         history = self.history
         return SplitBookkeeping(
-            start=None if checksum is None
+            start=None
+            if checksum is None
             else lambda total: history.insert_started(name, checksum, total),
             progress=lambda done, total: history.progress(name, done, total),
-            finish=lambda: history.mark_finished(name))
+            finish=lambda: history.mark_finished(name),
+        )
 
     def _apply_one(self, migration: Migration, resume: tuple[str, int] | None) -> None:
         """Apply one migration and record it in Prisma's table, or record its failure.
@@ -234,17 +271,14 @@ class Deployer:
         try:
             if resume is not None:
                 self.history.resume(name, resume[0])
-                self.runner.split(name, script, self._bookkeeping(name, None),
-                                  resume_at=resume[1])
+                self.runner.split(name, script, self._bookkeeping(name, None), resume_at=resume[1])
             elif needs_split(script):
                 self.runner.split(name, script, self._bookkeeping(name, checksum))
             else:
-                self.runner.transactional(name, script,
-                                          self.history.insert_applied(name, checksum))
+                self.runner.transactional(name, script, self.history.insert_applied(name, checksum))
         except ScriptFailed as failure:
             exc = failure.error
-            if isinstance(exc, psycopg.OperationalError) and (self.conn.closed
-                                                              or self.conn.broken):
+            if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):
                 raise DatabaseError(
                     f"lost the database connection while applying {name}: "
                     f"{redact(str(exc).strip())}",
@@ -253,10 +287,10 @@ class Deployer:
                 ) from None
             logs = failure_logs(exc, failure.offset, script, failure.line)
             if failure.line is not None and failure.done:
-                logs += (f"\n\n{failure.done} statement(s) before it had committed and stay "
-                         "applied")
-            self.history.record_failure(name, checksum, logs,
-                                        started=failure.started or resume is not None)
+                logs += f"\n\n{failure.done} statement(s) before it had committed and stay applied"
+            self.history.record_failure(
+                name, checksum, logs, started=failure.started or resume is not None
+            )
             raise MigrationFailed(
                 f"migration {name} failed and is recorded as failed:\n{logs}",
                 hint=f"fix the migration, then mark it with `fast-note-migrate resolve "

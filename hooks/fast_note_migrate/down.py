@@ -34,40 +34,51 @@ def plan(report: Report, target: str) -> list[Migration]:
     if report.failed:
         name = report.failed[0].name
         raise HistoryBlocked(
-            f"migration {name} failed and blocks the history; down undoes applied migrations "
-            "only",
+            f"migration {name} failed and blocks the history; down undoes applied migrations only",
             hint=f"resolve it first: `fast-note-migrate resolve --rolled-back {name}`",
-            prisma_code="P3009")
+            prisma_code="P3009",
+        )
     if report.unfinished:
         item = report.unfinished[0]
         raise HistoryBlocked(
             f"migration {item.name} is {item.state.value} (applied statement by statement, "
             "not finished); down undoes applied migrations only",
             hint="let the running deploy finish, or run `fast-note-migrate deploy` to resume "
-            "an interrupted one, then go down")
+            "an interrupted one, then go down",
+        )
     by_name = {item.name: item for item in report.items}
     found = by_name.get(target)
     if found is None or found.state not in (State.APPLIED, State.EDITED):
         what = "is not applied" if found is not None else "is not a known migration"
-        raise ConfigError(f"cannot go down to {target}: it {what}",
-                          hint="pass the name of an applied migration (see "
-                          "`fast-note-migrate status`); it stays applied, the newer ones "
-                          "are undone")
-    steps: list[MigrationState] = [item for item in reversed(report.items)
-                                   if item.name > target and item.state in _UNDOABLE]
-    missing = [item.name for item in steps
-               if item.local is None or not item.local.down_path.is_file()]
+        raise ConfigError(
+            f"cannot go down to {target}: it {what}",
+            hint="pass the name of an applied migration (see "
+            "`fast-note-migrate status`); it stays applied, the newer ones "
+            "are undone",
+        )
+    steps: list[MigrationState] = [
+        item for item in reversed(report.items) if item.name > target and item.state in _UNDOABLE
+    ]
+    missing = [
+        item.name for item in steps if item.local is None or not item.local.down_path.is_file()
+    ]
     if missing:
         raise ConfigError(
             f"cannot go down to {target}: {len(missing)} migration(s) have no {DOWN_SCRIPT_NAME}: "
-            + ", ".join(missing) + "; nothing was changed",
+            + ", ".join(missing)
+            + "; nothing was changed",
             hint=f"write a {DOWN_SCRIPT_NAME} beside their migration.sql (e.g. with `prisma "
             "migrate diff --from-migrations … --to-migrations … --script`), or pick a newer "
-            "target")
+            "target",
+        )
     for item in steps:
         if item.state is State.EDITED:
-            log.warning("migration %s was edited after it was applied: its %s may not match "
-                        "what the database has", item.name, DOWN_SCRIPT_NAME)
+            log.warning(
+                "migration %s was edited after it was applied: its %s may not match "
+                "what the database has",
+                item.name,
+                DOWN_SCRIPT_NAME,
+            )
     return [item.local for item in steps if item.local is not None]
 
 
@@ -75,15 +86,19 @@ def read_down(migration: Migration) -> str:
     try:
         return migration.down_path.read_bytes().decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
-        raise ConfigError(f"{migration.down_path} is not valid UTF-8",
-                          hint="save the file as UTF-8") from None
+        raise ConfigError(
+            f"{migration.down_path} is not valid UTF-8", hint="save the file as UTF-8"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {migration.down_path}: {exc.strerror}",
-                          hint="check the file's permissions") from None
+        raise ConfigError(
+            f"cannot read {migration.down_path}: {exc.strerror}",
+            hint="check the file's permissions",
+        ) from None
 
 
-def apply(conn: psycopg.Connection, schema: str, steps: list[Migration],
-          settings: Settings) -> None:
+def apply(
+    conn: psycopg.Connection, schema: str, steps: list[Migration], settings: Settings
+) -> None:
     """Run the down scripts newest first, each with its bookkeeping UPDATE."""
     import psycopg
 
@@ -97,22 +112,31 @@ def apply(conn: psycopg.Connection, schema: str, steps: list[Migration],
         script = scripts[migration.name]
         try:
             if needs_split(script):
-                runner.split(f"{migration.name}/{DOWN_SCRIPT_NAME}", script,
-                             SplitBookkeeping(finish=partial(str, after)))
+                runner.split(
+                    f"{migration.name}/{DOWN_SCRIPT_NAME}",
+                    script,
+                    SplitBookkeeping(finish=partial(str, after)),
+                )
             else:
                 runner.transactional(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, after)
         except ScriptFailed as failure:
             if conn.closed or conn.broken:
-                raise DatabaseError(f"lost the database connection while rolling back "
-                                    f"{migration.name}",
-                                    hint="run `fast-note-migrate status`, then try again") from None
+                raise DatabaseError(
+                    f"lost the database connection while rolling back {migration.name}",
+                    hint="run `fast-note-migrate status`, then try again",
+                ) from None
             error = failure.error
-            detail = (error.diag.message_primary if isinstance(error, psycopg.Error)
-                      else None) or str(error)
+            detail = (
+                error.diag.message_primary if isinstance(error, psycopg.Error) else None
+            ) or str(error)
             raise MigrationFailed(
                 f"the {DOWN_SCRIPT_NAME} of {migration.name} failed: {detail.strip()}; "
                 f"{migration.name} stays applied"
-                + (f" (rolled back before it: {', '.join(m.name for m in steps[:index - 1])})"
-                   if index > 1 else ""),
-                hint=f"fix {migration.down_path} and run down again") from None
+                + (
+                    f" (rolled back before it: {', '.join(m.name for m in steps[: index - 1])})"
+                    if index > 1
+                    else ""
+                ),
+                hint=f"fix {migration.down_path} and run down again",
+            ) from None
         log.info("rolled back %s in %s", migration.name, format_duration(time.monotonic() - t0))

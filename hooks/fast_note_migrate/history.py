@@ -16,11 +16,15 @@ if TYPE_CHECKING:
 TABLE = "_prisma_migrations"
 # While a statement-by-statement migration runs, its row's ``logs`` say how far it got
 # (Prisma shows ``logs`` as the failure text of an unfinished row, so it reads well there).
-PROGRESS = ("fast-note-migrate: applying statement by statement, {done} of {total} "
-            "statements done; if no deployer runs, the next deploy resumes at statement "
-            "{next}")
-_PROGRESS = re.compile(r"^fast-note-migrate: applying statement by statement, (\d+) of "
-                       r"(\d+) statements done")
+PROGRESS = (
+    "fast-note-migrate: applying statement by statement, {done} of {total} "
+    "statements done; if no deployer runs, the next deploy resumes at statement "
+    "{next}"
+)
+_PROGRESS = re.compile(
+    r"^fast-note-migrate: applying statement by statement, (\d+) of "
+    r"(\d+) statements done"
+)
 
 
 def _new_id() -> str:
@@ -43,8 +47,10 @@ CREATE TABLE IF NOT EXISTS {table} (
     "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
 )"""
 
-COLUMNS = ("id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at,"
-           " applied_steps_count")
+COLUMNS = (
+    "id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at,"
+    " applied_steps_count"
+)
 
 
 @dataclass(frozen=True)
@@ -123,18 +129,21 @@ class History:
 
     def create(self) -> None:
         """Create the schema (if missing) and the table, as Prisma does on first deploy."""
-        found = self.conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
-                                  (self.schema,)).fetchone()
+        found = self.conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+        ).fetchone()
         if found is None:  # CREATE SCHEMA needs a privilege an existing schema does not
-            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(self.schema)))
+            self.conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
         self.conn.execute(self._q(CREATE_TABLE))
 
     def rows(self) -> list[Row]:
         """All rows in start order; none when the table does not exist yet."""
         try:
             cursor = self.conn.execute(
-                self._q(f"SELECT {COLUMNS} FROM {{table}} ORDER BY started_at, migration_name"))
+                self._q(f"SELECT {COLUMNS} FROM {{table}} ORDER BY started_at, migration_name")
+            )
         except pg_errors.UndefinedTable:
             return []
         return [Row(*r) for r in cursor.fetchall()]
@@ -149,8 +158,11 @@ class History:
             "INSERT INTO {table} (id, checksum, migration_name, started_at, logs,"
             " applied_steps_count) VALUES ({id}, {checksum}, {name}, clock_timestamp(),"
             " {logs}, 0)",
-            id=sql.Literal(row_id), checksum=sql.Literal(checksum),
-            name=sql.Literal(name), logs=sql.Literal(_progress(0, total)))
+            id=sql.Literal(row_id),
+            checksum=sql.Literal(checksum),
+            name=sql.Literal(name),
+            logs=sql.Literal(_progress(0, total)),
+        )
 
     def resume(self, name: str, row_id: str) -> None:
         """Continue the unfinished row ``row_id`` instead of inserting a new one."""
@@ -158,9 +170,11 @@ class History:
 
     def progress(self, name: str, done: int, total: int) -> str:
         """Record that the first ``done`` statements committed (returned, not executed)."""
-        return self._text("UPDATE {table} SET logs = {logs} WHERE id = {id}",
-                          logs=sql.Literal(_progress(done, total)),
-                          id=sql.Literal(self._started[name]))
+        return self._text(
+            "UPDATE {table} SET logs = {logs} WHERE id = {id}",
+            logs=sql.Literal(_progress(done, total)),
+            id=sql.Literal(self._started[name]),
+        )
 
     def insert_applied(self, name: str, checksum: str) -> str:
         """The finished row in one statement, for a script run in the same transaction
@@ -170,7 +184,10 @@ class History:
             "INSERT INTO {table} (id, checksum, migration_name, started_at, finished_at,"
             " applied_steps_count) VALUES ({id}, {checksum}, {name}, now(),"
             " clock_timestamp(), 1)",
-            id=sql.Literal(_new_id()), checksum=sql.Literal(checksum), name=sql.Literal(name))
+            id=sql.Literal(_new_id()),
+            checksum=sql.Literal(checksum),
+            name=sql.Literal(name),
+        )
 
     def mark_finished(self, name: str) -> str:
         """The UPDATE Prisma does after a script succeeded (returned, not executed).
@@ -181,7 +198,8 @@ class History:
             "UPDATE {table} SET finished_at = clock_timestamp(), logs = NULL,"
             " applied_steps_count = applied_steps_count + 1"
             " WHERE {where} AND finished_at IS NULL AND rolled_back_at IS NULL",
-            where=self._started_row(name))
+            where=self._started_row(name),
+        )
 
     def _started_row(self, name: str) -> sql.Composed:
         """The row ``insert_started`` (or ``resume``) is about, by id when known."""
@@ -193,34 +211,50 @@ class History:
     def record_failure(self, name: str, checksum: str, logs: str, started: bool) -> None:
         """Write the failed row: update the started one, or insert it if it rolled back."""
         if started:
-            self.conn.execute(self._q(
-                "UPDATE {table} SET logs = {logs} WHERE {where}"
-                " AND finished_at IS NULL AND rolled_back_at IS NULL",
-                logs=sql.Literal(logs), where=self._started_row(name)))
+            self.conn.execute(
+                self._q(
+                    "UPDATE {table} SET logs = {logs} WHERE {where}"
+                    " AND finished_at IS NULL AND rolled_back_at IS NULL",
+                    logs=sql.Literal(logs),
+                    where=self._started_row(name),
+                )
+            )
             return
-        self.conn.execute(self._q(
-            "INSERT INTO {table} (id, checksum, migration_name, logs, applied_steps_count)"
-            " VALUES ({id}, {checksum}, {name}, {logs}, 0)",
-            id=sql.Literal(_new_id()), checksum=sql.Literal(checksum),
-            name=sql.Literal(name), logs=sql.Literal(logs)))
+        self.conn.execute(
+            self._q(
+                "INSERT INTO {table} (id, checksum, migration_name, logs, applied_steps_count)"
+                " VALUES ({id}, {checksum}, {name}, {logs}, 0)",
+                id=sql.Literal(_new_id()),
+                checksum=sql.Literal(checksum),
+                name=sql.Literal(name),
+                logs=sql.Literal(logs),
+            )
+        )
 
     def mark_applied_without_running(self, name: str, checksum: str) -> None:
         """``resolve --applied``: roll back failed rows, record the migration as applied."""
         with self.conn.transaction():
             self.mark_rolled_back(name)
-            self.conn.execute(self._q(
-                "INSERT INTO {table} (id, checksum, migration_name, logs, started_at,"
-                " finished_at, applied_steps_count)"
-                " VALUES ({id}, {checksum}, {name}, '', now(), now(), 0)",
-                id=sql.Literal(_new_id()), checksum=sql.Literal(checksum),
-                name=sql.Literal(name)))
+            self.conn.execute(
+                self._q(
+                    "INSERT INTO {table} (id, checksum, migration_name, logs, started_at,"
+                    " finished_at, applied_steps_count)"
+                    " VALUES ({id}, {checksum}, {name}, '', now(), now(), 0)",
+                    id=sql.Literal(_new_id()),
+                    checksum=sql.Literal(checksum),
+                    name=sql.Literal(name),
+                )
+            )
 
     def mark_rolled_back(self, name: str) -> int:
         """Set ``rolled_back_at`` on the failed rows of ``name``; returns how many."""
-        cursor = self.conn.execute(self._q(
-            "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
-            " AND finished_at IS NULL AND rolled_back_at IS NULL",
-            name=sql.Literal(name)))
+        cursor = self.conn.execute(
+            self._q(
+                "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
+                " AND finished_at IS NULL AND rolled_back_at IS NULL",
+                name=sql.Literal(name),
+            )
+        )
         return cursor.rowcount
 
     def mark_applied_rolled_back(self, name: str) -> str:
@@ -228,4 +262,5 @@ class History:
         return self._text(
             "UPDATE {table} SET rolled_back_at = now() WHERE migration_name = {name}"
             " AND finished_at IS NOT NULL AND rolled_back_at IS NULL",
-            name=sql.Literal(name))
+            name=sql.Literal(name),
+        )

@@ -43,13 +43,13 @@ DESTRUCTIVE = {
     "renaming-column": "renames a column old pods still use by its old name",
     "renaming-table": "renames a table old pods still use by its old name",
     "changing-column-type": "changes a column type: rewrites the table under an ACCESS "
-                            "EXCLUSIVE lock and may break old pods",
+    "EXCLUSIVE lock and may break old pods",
     "adding-required-field": "adds a NOT NULL column without a default: old pods' inserts fail",
     "ban-drop-not-null": "drops NOT NULL: old pods may not expect NULLs",
 }
 LOCKING = {
     "require-concurrent-index-creation": "builds an index without CONCURRENTLY: blocks writes "
-                                         "to the table for the whole build",
+    "to the table for the whole build",
     "require-concurrent-index-deletion": "drops an index without CONCURRENTLY",
     "require-concurrent-reindex": "reindexes without CONCURRENTLY",
     "require-concurrent-partition-detach": "detaches a partition without CONCURRENTLY",
@@ -69,27 +69,37 @@ GUARDED = {**DESTRUCTIVE, **LOCKING}
 EXCLUDED = ("require-lock-timeout", "require-statement-timeout", "require-timeout-settings")
 # Rules about an existing table: harmless when the table is created earlier in the same
 # deploy (nothing uses it yet).
-_TABLE_RULES = frozenset(GUARDED) - {"ban-drop-database", "ban-truncate-cascade",
-                                     "ban-concurrent-index-creation-in-transaction",
-                                     "transaction-nesting", "ban-uncommitted-transaction"}
+_TABLE_RULES = frozenset(GUARDED) - {
+    "ban-drop-database",
+    "ban-truncate-cascade",
+    "ban-concurrent-index-creation-in-transaction",
+    "transaction-nesting",
+    "ban-uncommitted-transaction",
+}
 
-_ACK = re.compile(r"^\s*--\s*fast-note-migrate:\s*allow\s+(?P<rules>[\w-]+(?:\s*,\s*[\w-]+)*)"
-                  r"\s*(?:\((?P<reason>.*)\))?\s*$", re.IGNORECASE)
+_ACK = re.compile(
+    r"^\s*--\s*fast-note-migrate:\s*allow\s+(?P<rules>[\w-]+(?:\s*,\s*[\w-]+)*)"
+    r"\s*(?:\((?P<reason>.*)\))?\s*$",
+    re.IGNORECASE,
+)
 _QUALIFIED = rf"(?:{IDENT}\s*\.\s*)?(?P<table>{IDENT})"
 _TARGETS = (
-    re.compile(rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}",
-               re.IGNORECASE),
-    re.compile(rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?"
-               rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{IDENT}\s+)?ON\s+(?:ONLY\s+)?{_QUALIFIED}",
-               re.IGNORECASE),
+    re.compile(rf"^\s*ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_QUALIFIED}", re.IGNORECASE),
+    re.compile(
+        rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?"
+        rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{IDENT}\s+)?ON\s+(?:ONLY\s+)?{_QUALIFIED}",
+        re.IGNORECASE,
+    ),
 )
 _CREATES_TABLE = re.compile(
     rf"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:UNLOGGED\s+|TEMP\s+|TEMPORARY\s+)?TABLE\s+"
     rf"(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}",
     re.IGNORECASE,
 )
-INSTALL_HINT = ("install the linter: pip install 'fast-note-migrate' brings squawk-cli "
-                "(or pip install squawk-cli); or turn the lint off with --lint-policy off")
+INSTALL_HINT = (
+    "install the linter: pip install 'fast-note-migrate' brings squawk-cli "
+    "(or pip install squawk-cli); or turn the lint off with --lint-policy off"
+)
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,11 @@ class Finding:
     @property
     def guarded(self) -> bool:
         """Subject to the policy: dangerous, not acknowledged, not on a new table."""
-        return (self.kind in ("destructive", "locking") and self.acknowledged is None
-                and self.new_table is None)
+        return (
+            self.kind in ("destructive", "locking")
+            and self.acknowledged is None
+            and self.new_table is None
+        )
 
     def location(self) -> str:
         return f"{self.path}:{self.line}"
@@ -134,12 +147,19 @@ def squawk_binary() -> str | None:
     return shutil.which("squawk")
 
 
-def _run_squawk(binary: str, paths: list[Path], in_transaction: bool,
-                pg_version: str | None) -> list[dict[str, object]]:
+def _run_squawk(
+    binary: str, paths: list[Path], in_transaction: bool, pg_version: str | None
+) -> list[dict[str, object]]:
     if not paths:
         return []
-    command = [binary, "--reporter", "json", "--exclude", ",".join(EXCLUDED),
-               "--no-error-on-unmatched-pattern"]
+    command = [
+        binary,
+        "--reporter",
+        "json",
+        "--exclude",
+        ",".join(EXCLUDED),
+        "--no-error-on-unmatched-pattern",
+    ]
     if in_transaction:
         command.append("--assume-in-transaction")
     if pg_version:
@@ -155,8 +175,10 @@ def _run_squawk(binary: str, paths: list[Path], in_transaction: bool,
         found = None
     if done.returncode not in (0, 1) or not isinstance(found, list):
         detail = (done.stderr or done.stdout).strip().splitlines()[:3]
-        raise ConfigError(f"squawk failed (exit {done.returncode}): {' '.join(detail)}",
-                          hint="run the same lint with -v; check the migration's SQL")
+        raise ConfigError(
+            f"squawk failed (exit {done.returncode}): {' '.join(detail)}",
+            hint="run the same lint with -v; check the migration's SQL",
+        )
     return found
 
 
@@ -193,8 +215,11 @@ class _Script:
         return None
 
     def created_tables(self) -> set[str]:
-        return {unquote_identifier(m.group("table")) for s in self.statements
-                if (m := _CREATES_TABLE.match(s.code))}
+        return {
+            unquote_identifier(m.group("table"))
+            for s in self.statements
+            if (m := _CREATES_TABLE.match(s.code))
+        }
 
 
 def _target_table(code: str) -> str | None:
@@ -205,8 +230,9 @@ def _target_table(code: str) -> str | None:
     return None
 
 
-def _findings(scripts: list[_Script], raw: list[dict[str, object]],
-              new_tables: bool) -> list[Finding]:
+def _findings(
+    scripts: list[_Script], raw: list[dict[str, object]], new_tables: bool
+) -> list[Finding]:
     created_before: dict[str, str] = {}  # table -> migration that creates it
     created_by: dict[str, set[str]] = {s.migration.name: s.created_tables() for s in scripts}
     findings: list[Finding] = []
@@ -225,16 +251,29 @@ def _findings(scripts: list[_Script], raw: list[dict[str, object]],
             table = _target_table(code) if rule in _TABLE_RULES else None
             if new_tables and table in created_before:
                 new_table = table
-            findings.append(Finding(
-                script.migration.name, script.migration.script_path, line, rule,
-                str(item.get("message", "")), script.acknowledgment(first, rule), new_table))
+            findings.append(
+                Finding(
+                    script.migration.name,
+                    script.migration.script_path,
+                    line,
+                    rule,
+                    str(item.get("message", "")),
+                    script.acknowledgment(first, rule),
+                    new_table,
+                )
+            )
         for table in created_by[script.migration.name]:
             created_before.setdefault(table, script.migration.name)
     return findings
 
 
-def run(migrations: list[Migration], *, new_tables: bool = True,
-        pg_version: str | None = None, required: bool = False) -> list[Finding] | None:
+def run(
+    migrations: list[Migration],
+    *,
+    new_tables: bool = True,
+    pg_version: str | None = None,
+    required: bool = False,
+) -> list[Finding] | None:
     """squawk's findings on ``migrations`` (in name order), or None without squawk.
 
     ``new_tables``: a finding about a table created by an earlier migration of the same
@@ -243,15 +282,18 @@ def run(migrations: list[Migration], *, new_tables: bool = True,
     binary = squawk_binary()
     if binary is None:
         if required:
-            raise ConfigError("the lint policy is block but squawk is not installed",
-                              hint=INSTALL_HINT)
+            raise ConfigError(
+                "the lint policy is block but squawk is not installed", hint=INSTALL_HINT
+            )
         return None
     scripts = [_Script(m) for m in migrations]
     split_paths = [s.migration.script_path for s in scripts if needs_split(s.text)]
-    wrapped = [s.migration.script_path for s in scripts
-               if s.migration.script_path not in split_paths]
-    raw = (_run_squawk(binary, wrapped, True, pg_version)
-           + _run_squawk(binary, split_paths, False, pg_version))
+    wrapped = [
+        s.migration.script_path for s in scripts if s.migration.script_path not in split_paths
+    ]
+    raw = _run_squawk(binary, wrapped, True, pg_version) + _run_squawk(
+        binary, split_paths, False, pg_version
+    )
     return _findings(scripts, raw, new_tables)
 
 
@@ -262,14 +304,25 @@ def report(findings: list[Finding], policy: Policy) -> list[Finding]:
         if f.kind == "advice":
             log.debug("lint advice: %s: %s: %s", f.location(), f.rule, f.message)
         elif f.kind == "unparsed":
-            log.warning("lint: squawk could not parse %s (%s): that statement is not checked",
-                        f.location(), f.message)
+            log.warning(
+                "lint: squawk could not parse %s (%s): that statement is not checked",
+                f.location(),
+                f.message,
+            )
         elif f.new_table is not None:
-            log.info("lint: %s: %s on table %s, created earlier in this deploy: fine",
-                     f.location(), f.rule, f.new_table)
+            log.info(
+                "lint: %s: %s on table %s, created earlier in this deploy: fine",
+                f.location(),
+                f.rule,
+                f.new_table,
+            )
         elif f.acknowledged is not None:
-            log.info("lint: %s: %s acknowledged by the migration%s", f.location(), f.rule,
-                     f": {f.acknowledged}" if f.acknowledged else " (no reason given)")
+            log.info(
+                "lint: %s: %s acknowledged by the migration%s",
+                f.location(),
+                f.rule,
+                f": {f.acknowledged}" if f.acknowledged else " (no reason given)",
+            )
         elif policy is Policy.WARN:
             log.warning("lint: %s", f.describe())
     return guarded if policy is Policy.BLOCK else []
@@ -286,16 +339,21 @@ def blocked_error(blocking: list[Finding]) -> ConfigError:
     )
 
 
-def check(migrations: list[Migration], policy: Policy, *, new_tables: bool = True,
-          pg_version: str | None = None) -> list[Finding]:
+def check(
+    migrations: list[Migration],
+    policy: Policy,
+    *,
+    new_tables: bool = True,
+    pg_version: str | None = None,
+) -> list[Finding]:
     """Lint before a deploy: raise ConfigError (exit 2) when the policy blocks."""
     if policy is Policy.OFF or not migrations:
         return []
-    found = run(migrations, new_tables=new_tables, pg_version=pg_version,
-                required=policy is Policy.BLOCK)
+    found = run(
+        migrations, new_tables=new_tables, pg_version=pg_version, required=policy is Policy.BLOCK
+    )
     if found is None:
-        log.warning("squawk is not installed: the migrations are not linted (%s)",
-                    INSTALL_HINT)
+        log.warning("squawk is not installed: the migrations are not linted (%s)", INSTALL_HINT)
         return []
     blocking = report(found, policy)
     if blocking:

@@ -86,8 +86,11 @@ def acquire(conn: psycopg.Connection, timeout: float) -> float:
                     "end it with SELECT pg_terminate_backend(<pid>); raise --lock-timeout to "
                     "wait longer",
                 ) from None
-            log.info("waiting for the migration lock (%s so far), held by %s",
-                     format_duration(waited), holder)
+            log.info(
+                "waiting for the migration lock (%s so far), held by %s",
+                format_duration(waited),
+                holder,
+            )
         finally:
             conn.execute("RESET lock_timeout")
 

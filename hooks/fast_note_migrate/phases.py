@@ -27,8 +27,10 @@ from .migrations import Migration
 
 log = logging.getLogger(__name__)
 
-_MARKER = re.compile(r"^[ \t]*--[ \t]*fast-note-migrate:[ \t]*phase[ \t]*=[ \t]*(\S*)[ \t]*$",
-                     re.IGNORECASE | re.MULTILINE)
+_MARKER = re.compile(
+    r"^[ \t]*--[ \t]*fast-note-migrate:[ \t]*phase[ \t]*=[ \t]*(\S*)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 MARKER = "-- fast-note-migrate: phase=contract"
 
 
@@ -65,7 +67,7 @@ def select(pending: list[Migration], phase: Phase) -> list[Migration]:
     for index, migration in enumerate(pending):
         if not is_contract(migration):
             continue
-        later = [m.name for m in pending[index + 1:] if not is_contract(m)]
+        later = [m.name for m in pending[index + 1 :] if not is_contract(m)]
         if later:
             raise ConfigError(
                 f"expand migration {later[0]} comes after the pending contract migration "
@@ -77,8 +79,12 @@ def select(pending: list[Migration], phase: Phase) -> list[Migration]:
                 "last in a release)",
             )
         waiting = pending[index:]
-        log.info("expand phase: %d migration(s) now; %d contract migration(s) from %s on wait "
-                 "for the post-upgrade run (deploy --phase contract)",
-                 index, len(waiting), migration.name)
+        log.info(
+            "expand phase: %d migration(s) now; %d contract migration(s) from %s on wait "
+            "for the post-upgrade run (deploy --phase contract)",
+            index,
+            len(waiting),
+            migration.name,
+        )
         return pending[:index]
     return pending

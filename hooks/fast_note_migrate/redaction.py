@@ -15,8 +15,8 @@ MASK = "****"
 _USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)(?!PASSWORD@)[^\s]*@", re.IGNORECASE)
 # password=…, sslpassword=…, api_key=… in a URL query or a conninfo string ('quoted' too).
 _SECRET_PARAM = re.compile(
-    r"((?<![\w-])(?:api_key|password|sslpassword)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)",
-    re.IGNORECASE)
+    r"((?<![\w-])(?:api_key|password|sslpassword)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.IGNORECASE
+)
 _AUTHORITY = re.compile(r"^(\s*[a-z][a-z0-9+.-]*://)(.*)@", re.IGNORECASE | re.DOTALL)
 
 

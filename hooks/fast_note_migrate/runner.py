@@ -53,16 +53,20 @@ class Settings:
         """``SET LOCAL`` lines for the start of a transaction (nothing outlives it)."""
         return "".join(
             f"SET LOCAL {name} = '{int(value * 1000)}ms';\n"
-            for name, value in (("lock_timeout", self.lock_timeout),
-                                ("statement_timeout", self.statement_timeout)))
+            for name, value in (
+                ("lock_timeout", self.lock_timeout),
+                ("statement_timeout", self.statement_timeout),
+            )
+        )
 
 
 class ScriptFailed(Exception):
     """A script failed for good: ``error`` is the psycopg error; ``offset`` maps its
     position into the migration file (see ``deploy.failure_logs``)."""
 
-    def __init__(self, error: Exception, offset: int, started: bool,
-                 line: int | None = None, done: int = 0) -> None:
+    def __init__(
+        self, error: Exception, offset: int, started: bool, line: int | None = None, done: int = 0
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.offset = offset
@@ -93,14 +97,21 @@ class Runner:
     sleep: Callable[[float], None] = time.sleep
     _current: Statement | None = field(default=None, init=False, repr=False)
 
-    def _retrying(self, label: str, attempt: Callable[[], None],
-                  before_retry: Callable[[], None] | None = None) -> None:
+    def _retrying(
+        self,
+        label: str,
+        attempt: Callable[[], None],
+        before_retry: Callable[[], None] | None = None,
+    ) -> None:
         """Run ``attempt``; on 55P03 log the blockers, back off and run it again."""
         timeout = self.settings.lock_timeout
         # Watch only while a lock timeout can fire, and often enough to see the blocker
         # before it does; without a lock timeout there is nothing to explain.
-        watch = BlockerWatch(self.conn, grace=min(1.0, timeout / 2) if timeout else float("inf"),
-                             interval=min(1.0, max(0.05, timeout / 5)))
+        watch = BlockerWatch(
+            self.conn,
+            grace=min(1.0, timeout / 2) if timeout else float("inf"),
+            interval=min(1.0, max(0.05, timeout / 5)),
+        )
         try:
             for retry in range(self.settings.lock_retries + 1):
                 with watch:
@@ -109,15 +120,23 @@ class Runner:
                         return
                     except pg_errors.LockNotAvailable:
                         if retry >= self.settings.lock_retries:
-                            log.error("%s: lock not available, blocked by %s; %d retries spent",
-                                      label, describe_blockers(watch.blockers),
-                                      self.settings.lock_retries)
+                            log.error(
+                                "%s: lock not available, blocked by %s; %d retries spent",
+                                label,
+                                describe_blockers(watch.blockers),
+                                self.settings.lock_retries,
+                            )
                             raise
                 delay = self.settings.backoff(retry + 1)
-                log.warning("%s: lock not available within %s, blocked by %s; retry %d/%d "
-                            "in %s", label, format_duration(self.settings.lock_timeout),
-                            describe_blockers(watch.blockers), retry + 1,
-                            self.settings.lock_retries, format_duration(delay))
+                log.warning(
+                    "%s: lock not available within %s, blocked by %s; retry %d/%d in %s",
+                    label,
+                    format_duration(self.settings.lock_timeout),
+                    describe_blockers(watch.blockers),
+                    retry + 1,
+                    self.settings.lock_retries,
+                    format_duration(delay),
+                )
                 self.sleep(delay)
                 if before_retry is not None:
                     before_retry()
@@ -142,8 +161,7 @@ class Runner:
         except psycopg.Error as exc:
             raise ScriptFailed(exc, len(prefix), started=False) from exc
 
-    def split(self, label: str, script: str, book: SplitBookkeeping,
-              resume_at: int = 0) -> None:
+    def split(self, label: str, script: str, book: SplitBookkeeping, resume_at: int = 0) -> None:
         """Statement by statement outside a transaction; ``book.start`` commits first.
 
         Each statement commits together with the progress record, except those that
@@ -157,13 +175,21 @@ class Runner:
 
         statements = split(script)
         if resume_at:
-            log.info("%s resumes at statement %d of %d (line %d): the first %d committed "
-                     "before the run was interrupted", label, resume_at + 1, len(statements),
-                     statements[resume_at].line if resume_at < len(statements) else 0,
-                     resume_at)
+            log.info(
+                "%s resumes at statement %d of %d (line %d): the first %d committed "
+                "before the run was interrupted",
+                label,
+                resume_at + 1,
+                len(statements),
+                statements[resume_at].line if resume_at < len(statements) else 0,
+                resume_at,
+            )
         else:
-            log.info("%s runs statement by statement outside a transaction (%d statements)",
-                     label, len(statements))
+            log.info(
+                "%s runs statement by statement outside a transaction (%d statements)",
+                label,
+                len(statements),
+            )
         started = False
         done = resume_at
         self._current = None
@@ -175,9 +201,12 @@ class Runner:
             for unit in units(statements):
                 if unit.start < resume_at:
                     continue
-                self._unit(label, [statements[i] for i in unit],
-                           book.progress(unit.stop, len(statements)) if book.progress else "",
-                           resuming=bool(resume_at) and unit.start == resume_at)
+                self._unit(
+                    label,
+                    [statements[i] for i in unit],
+                    book.progress(unit.stop, len(statements)) if book.progress else "",
+                    resuming=bool(resume_at) and unit.start == resume_at,
+                )
                 done = unit.stop
             self._current = None
             self._refuse_open_transaction(statements)
@@ -189,8 +218,13 @@ class Runner:
             if not self.conn.closed and not self.conn.broken:
                 self._rollback_if_in_transaction()
                 self._reset_session_timeouts()
-            raise ScriptFailed(exc, -current.offset if current else 0, started=started,
-                               line=current.line if current else None, done=done) from exc
+            raise ScriptFailed(
+                exc,
+                -current.offset if current else 0,
+                started=started,
+                line=current.line if current else None,
+                done=done,
+            ) from exc
 
     def _finish(self, label: str, finish: str) -> None:
         changed = self.conn.execute(finish.encode()).rowcount
@@ -200,7 +234,8 @@ class Runner:
                 f"changed {changed} rows instead of 1: its row was changed by someone else "
                 "meanwhile",
                 hint="check the history with `fast-note-migrate status`; mark the migration "
-                "with `resolve --applied` if its work is complete")
+                "with `resolve --applied` if its work is complete",
+            )
 
     def _unit(self, label: str, block: list[Statement], record: str, resuming: bool) -> None:
         """One statement, or a transaction block of the file's own, and its progress."""
@@ -242,13 +277,16 @@ class Runner:
         opened = [s for s in statements if s.opens_transaction]
         self._current = opened[-1] if opened else None
         where = f" at line {opened[-1].line}" if opened else ""
-        raise OpenTransaction(f"the script leaves a transaction open: the BEGIN{where} has "
-                              "no COMMIT; everything since it was rolled back")
+        raise OpenTransaction(
+            f"the script leaves a transaction open: the BEGIN{where} has "
+            "no COMMIT; everything since it was rolled back"
+        )
 
     def _set_session_timeouts(self) -> None:
         self.conn.execute(
             f"SET lock_timeout = '{int(self.settings.lock_timeout * 1000)}ms'; "
-            f"SET statement_timeout = '{int(self.settings.statement_timeout * 1000)}ms'".encode())
+            f"SET statement_timeout = '{int(self.settings.statement_timeout * 1000)}ms'".encode()
+        )
 
     def _reset_session_timeouts(self) -> None:
         self.conn.execute(b"RESET lock_timeout; RESET statement_timeout")
@@ -256,8 +294,10 @@ class Runner:
     def _rollback_if_in_transaction(self) -> None:
         from psycopg.pq import TransactionStatus
 
-        if self.conn.info.transaction_status in (TransactionStatus.INTRANS,
-                                                 TransactionStatus.INERROR):
+        if self.conn.info.transaction_status in (
+            TransactionStatus.INTRANS,
+            TransactionStatus.INERROR,
+        ):
             self.conn.execute(b"ROLLBACK")  # a script's own BEGIN must not stay open
 
     def _index(self, statement: Statement) -> tuple[str, str, bool] | None:
@@ -276,8 +316,11 @@ class Runner:
         found = self._index(statement)
         if found is None or not found[2]:
             return False
-        log.info("index %s.%s was built by the interrupted run: not building it again",
-                 found[0], found[1])
+        log.info(
+            "index %s.%s was built by the interrupted run: not building it again",
+            found[0],
+            found[1],
+        )
         return True
 
     def _drop_invalid_index(self, statement: Statement) -> None:
@@ -287,7 +330,12 @@ class Runner:
             return
         from psycopg import sql
 
-        log.warning("dropping the INVALID index %s.%s left by an earlier failed try, "
-                    "before creating it again", row[0], row[1])
-        self.conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(row[0], row[1])))
+        log.warning(
+            "dropping the INVALID index %s.%s left by an earlier failed try, "
+            "before creating it again",
+            row[0],
+            row[1],
+        )
+        self.conn.execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(row[0], row[1]))
+        )

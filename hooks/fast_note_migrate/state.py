@@ -92,8 +92,9 @@ class Report:
     items: list[MigrationState]
 
     @classmethod
-    def build(cls, local: list[Migration], rows: list[Row], *,
-              lock_held_elsewhere: bool = False) -> Report:
+    def build(
+        cls, local: list[Migration], rows: list[Row], *, lock_held_elsewhere: bool = False
+    ) -> Report:
         """``lock_held_elsewhere``: another session holds the migration lock, so an
         unfinished row may be a migration being applied right now."""
         by_name: dict[str, list[Row]] = {}
@@ -101,12 +102,17 @@ class Report:
             by_name.setdefault(row.migration_name, []).append(row)
         local_by_name = {m.name: m for m in local}
         names = sorted(set(local_by_name) | set(by_name))
-        return cls([
-            MigrationState(n, _classify(local_by_name.get(n), by_name.get(n, []),
-                                        lock_held_elsewhere),
-                           local_by_name.get(n), by_name.get(n, []))
-            for n in names
-        ])
+        return cls(
+            [
+                MigrationState(
+                    n,
+                    _classify(local_by_name.get(n), by_name.get(n, []), lock_held_elsewhere),
+                    local_by_name.get(n),
+                    by_name.get(n, []),
+                )
+                for n in names
+            ]
+        )
 
     def having(self, state: State) -> list[MigrationState]:
         return [m for m in self.items if m.state is state]
@@ -125,9 +131,12 @@ class Report:
         """Migrations the new image needs and does not have yet: pending, running or
         interrupted, but the pending contract ones, which the post-upgrade run applies
         once the new pods are out."""
-        return [m for m in self.items
-                if (m.state is State.PENDING and not m.is_contract)
-                or m.state in (State.RUNNING, State.INTERRUPTED)]
+        return [
+            m
+            for m in self.items
+            if (m.state is State.PENDING and not m.is_contract)
+            or m.state in (State.RUNNING, State.INTERRUPTED)
+        ]
 
     @property
     def failed(self) -> list[MigrationState]:

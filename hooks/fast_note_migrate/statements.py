@@ -24,12 +24,17 @@ _NON_TRANSACTIONAL = re.compile(
 # Cheap test before splitting: a script without any of these words runs as one query.
 _MAYBE_NON_TRANSACTIONAL = re.compile(
     r"\b(BEGIN|COMMIT|ROLLBACK|START|END|ABORT|SAVEPOINT|RELEASE|VACUUM|SYSTEM|DATABASE|"
-    r"TABLESPACE|CONCURRENTLY)\b", re.IGNORECASE)
+    r"TABLESPACE|CONCURRENTLY)\b",
+    re.IGNORECASE,
+)
 # The file's own transaction control: a block from BEGIN to COMMIT runs (and is retried) as
 # one unit. ROLLBACK TO SAVEPOINT and the two-phase PREPARED forms close nothing.
 _OPENS = re.compile(r"^\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
-_CLOSES = re.compile(r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b(?!\s+(PREPARED|TO)\b)"
-                     r"(?!\s+(WORK|TRANSACTION)\s+TO\b)", re.IGNORECASE)
+_CLOSES = re.compile(
+    r"^\s*(COMMIT|END|ROLLBACK|ABORT)\b(?!\s+(PREPARED|TO)\b)"
+    r"(?!\s+(WORK|TRANSACTION)\s+TO\b)",
+    re.IGNORECASE,
+)
 _COMMITS = re.compile(r"^\s*(COMMIT|END)\b", re.IGNORECASE)
 _CREATE_INDEX_CONCURRENTLY = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
@@ -77,8 +82,10 @@ class Statement:
         if match is None:
             return None
         schema = match.group("schema")
-        return (unquote_identifier(schema) if schema else None,
-                unquote_identifier(match.group("index")))
+        return (
+            unquote_identifier(schema) if schema else None,
+            unquote_identifier(match.group("index")),
+        )
 
 
 def split(script: str) -> list[Statement]:

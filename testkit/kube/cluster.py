@@ -81,8 +81,9 @@ def ensure_control_plane(cache: Path = DEFAULT_CACHE) -> Path:
         return bin_dir
     log(f"building the Kubernetes {K8S_VERSION} control plane into {bin_dir} (first run only)")
     env = dict(os.environ, FAST_NOTE_E2E_CACHE=str(cache))
-    out = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], env=env, check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
     return Path(out.strip().splitlines()[-1])
 
 
@@ -106,8 +107,12 @@ class Process:
         self._log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop()
         in_main = threading.current_thread() is threading.main_thread()
         self.popen = subprocess.Popen(
-            list(self.argv), stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=self.env, start_new_session=True,
+            list(self.argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
             preexec_fn=_set_pdeathsig if in_main else None,
         )
         return self
@@ -218,10 +223,16 @@ class LocalCluster:
     def _write_credentials(self) -> None:
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
-        subprocess.run(["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"],
-                       check=True, capture_output=True)
-        subprocess.run(["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout",
-                        "-out", str(pki / "sa.pub")], check=True, capture_output=True)
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(pki / "sa.key"), "2048"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["openssl", "rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub")],
+            check=True,
+            capture_output=True,
+        )
         (pki / "tokens.csv").write_text(f'{self.token},{ADMIN_TOKEN_USER},1,"system:masters"\n')
         (pki / "tokens.csv").chmod(0o600)
 
@@ -235,70 +246,153 @@ class LocalCluster:
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{peer}"
         etcd = shutil.which("etcd") or "/usr/bin/etcd"
-        self._spawn("etcd", [
-            etcd, "--name", "e2e", "--data-dir", str(self._etcd_dir()),
-            "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"e2e={peer_url}", "--log-level", "warn",
-            "--quota-backend-bytes", str(2 * 1024**3),
-        ])
+        self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name",
+                "e2e",
+                "--data-dir",
+                str(self._etcd_dir()),
+                "--listen-client-urls",
+                self.etcd_url,
+                "--advertise-client-urls",
+                self.etcd_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"e2e={peer_url}",
+                "--log-level",
+                "warn",
+                "--quota-backend-bytes",
+                str(2 * 1024**3),
+            ],
+        )
 
     def _start_apiserver(self, bin_dir: Path) -> None:
         pki = self.workdir / "pki"
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
-        self._spawn("kube-apiserver", [
-            str(bin_dir / "kube-apiserver"),
-            "--etcd-servers", self.etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(self.api_port), "--insecure-port", "0",
-            "--cert-dir", str(pki),
-            "--token-auth-file", str(pki / "tokens.csv"),
-            "--authorization-mode", "RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(pki / "sa.pub"),
-            "--service-account-signing-key-file", str(pki / "sa.key"),
-            "--api-audiences", "https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range", "10.96.0.0/16",
-            "--allow-privileged=true",
-            "--endpoint-reconciler-type", "none",
-            "--profiling=false",
-            "--v", "1",
-        ])
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fast-note-e2e",
-            "clusters": [{"name": "fast-note-e2e", "cluster": {
-                "server": self.server,
-                # the API server's self-signed certificate and its CA, written at its start
-                "certificate-authority": str(pki / "apiserver.crt")}}],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "fast-note-e2e", "context": {
-                "cluster": "fast-note-e2e", "user": "admin", "namespace": "default"}}],
-        }, indent=2))
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                "--etcd-servers",
+                self.etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(self.api_port),
+                "--insecure-port",
+                "0",
+                "--cert-dir",
+                str(pki),
+                "--token-auth-file",
+                str(pki / "tokens.csv"),
+                "--authorization-mode",
+                "RBAC",
+                "--service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file",
+                str(pki / "sa.pub"),
+                "--service-account-signing-key-file",
+                str(pki / "sa.key"),
+                "--api-audiences",
+                "https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range",
+                "10.96.0.0/16",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type",
+                "none",
+                "--profiling=false",
+                "--v",
+                "1",
+            ],
+        )
+        self.kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fast-note-e2e",
+                    "clusters": [
+                        {
+                            "name": "fast-note-e2e",
+                            "cluster": {
+                                "server": self.server,
+                                # the API server's self-signed certificate, written at its start
+                                "certificate-authority": str(pki / "apiserver.crt"),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": self.token}}],
+                    "contexts": [
+                        {
+                            "name": "fast-note-e2e",
+                            "context": {
+                                "cluster": "fast-note-e2e",
+                                "user": "admin",
+                                "namespace": "default",
+                            },
+                        }
+                    ],
+                },
+                indent=2,
+            )
+        )
         self.kubeconfig.chmod(0o600)
 
     def _start_controller_manager(self, bin_dir: Path) -> None:
         pki = self.workdir / "pki"
         controllers = ",".join(["*", *(f"-{c}" for c in DISABLED_CONTROLLERS)])
-        self._spawn("kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"),
-            "--kubeconfig", str(self.kubeconfig),
-            "--authentication-kubeconfig", str(self.kubeconfig),
-            "--authorization-kubeconfig", str(self.kubeconfig),
-            "--leader-elect=false",
-            "--controllers", controllers,
-            "--service-account-private-key-file", str(pki / "sa.key"),
-            "--root-ca-file", str(pki / "apiserver.crt"),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--port", "0",
-            "--concurrent-deployment-syncs", "5", "--concurrent-replicaset-syncs", "5",
-            "--v", "1",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--authentication-kubeconfig",
+                str(self.kubeconfig),
+                "--authorization-kubeconfig",
+                str(self.kubeconfig),
+                "--leader-elect=false",
+                "--controllers",
+                controllers,
+                "--service-account-private-key-file",
+                str(pki / "sa.key"),
+                "--root-ca-file",
+                str(pki / "apiserver.crt"),
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--port",
+                "0",
+                "--concurrent-deployment-syncs",
+                "5",
+                "--concurrent-replicaset-syncs",
+                "5",
+                "--v",
+                "1",
+            ],
+        )
 
     def start_node_agent(self) -> Process:
         """Start the node agent (``testkit/kube/node_agent.py``) against this cluster."""
         self.agent_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "testkit.kube.node_agent",
-                "--kubeconfig", str(self.kubeconfig), "--workdir", str(self.agent_dir)]
+        argv = [
+            sys.executable,
+            "-m",
+            "testkit.kube.node_agent",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--workdir",
+            str(self.agent_dir),
+        ]
         if self.images_dir is not None:
             argv += ["--images", str(self.images_dir)]
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -314,8 +408,12 @@ class LocalCluster:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.server + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
             raw = resp.read()
         try:
@@ -329,7 +427,8 @@ class LocalCluster:
             for proc in self.processes:
                 if proc.name in watch and not proc.alive():
                     raise RuntimeError(
-                        f"{proc.name} exited while waiting for {what}:\n{proc.tail()}")
+                        f"{proc.name} exited while waiting for {what}:\n{proc.tail()}"
+                    )
             with contextlib.suppress(OSError, urllib.error.URLError, ValueError, KeyError):
                 if check():
                     return
@@ -345,14 +444,22 @@ class LocalCluster:
         def ok() -> bool:
             sa = self.request("/api/v1/namespaces/default/serviceaccounts/default")
             return bool(sa.get("secrets"))
-        self._poll("the controller manager (default ServiceAccount token)", ok,
-                   ("etcd", "kube-apiserver", "kube-controller-manager"))
+
+        self._poll(
+            "the controller manager (default ServiceAccount token)",
+            ok,
+            ("etcd", "kube-apiserver", "kube-controller-manager"),
+        )
 
     def _wait_node_ready(self) -> None:
         def ok() -> bool:
             nodes = self.request("/api/v1/nodes")["items"]
-            return any(c["type"] == "Ready" and c["status"] == "True"
-                       for n in nodes for c in n.get("status", {}).get("conditions", []))
+            return any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for n in nodes
+                for c in n.get("status", {}).get("conditions", [])
+            )
+
         self._poll("the node agent's Node", ok, [p.name for p in self.processes])
 
     def wait_namespace_ready(self, namespace: str, timeout: float = 30.0) -> None:

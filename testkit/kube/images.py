@@ -95,7 +95,8 @@ def define_image(images_dir: Path, ref: str, migrations: dict[str, str | Path]) 
     target.mkdir(parents=True)
     lock = EXAMPLE_MIGRATIONS / "migration_lock.toml"
     (target / "migration_lock.toml").write_text(
-        lock.read_text() if lock.exists() else 'provider = "postgresql"\n')
+        lock.read_text() if lock.exists() else 'provider = "postgresql"\n'
+    )
     for folder, sql in migrations.items():
         (target / folder).mkdir()
         dest = target / folder / "migration.sql"

@@ -103,12 +103,15 @@ class Api:
 
     def list_pods(self) -> list[Json]:
         pods: list[Json] = self._json(
-            self.core.list_pod_for_all_namespaces(_preload_content=False))["items"]
+            self.core.list_pod_for_all_namespaces(_preload_content=False)
+        )["items"]
         return pods
 
     def read(self, kind: str, namespace: str, name: str) -> Json:
-        fn = {"secret": self.core.read_namespaced_secret,
-              "configmap": self.core.read_namespaced_config_map}[kind]
+        fn = {
+            "secret": self.core.read_namespaced_secret,
+            "configmap": self.core.read_namespaced_config_map,
+        }[kind]
         try:
             return self._json(fn(name, namespace, _preload_content=False))
         except ApiException as exc:
@@ -118,9 +121,12 @@ class Api:
 
     def bind(self, pod: Json, node: str) -> None:
         meta = pod["metadata"]
-        body = {"apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
         self.core.create_namespaced_binding(meta["namespace"], body, _preload_content=False)
 
     def set_pod_status(self, namespace: str, name: str, status: Json) -> None:
@@ -130,14 +136,24 @@ class Api:
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         with contextlib.suppress(ApiException):
-            self.core.delete_namespaced_pod(name, namespace, body=body, grace_period_seconds=0,
-                                            _preload_content=False)
+            self.core.delete_namespaced_pod(
+                name, namespace, body=body, grace_period_seconds=0, _preload_content=False
+            )
 
     def register_node(self, name: str) -> None:
-        body = {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "labels": {
-                    "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64", "fast-note.dev/node-agent": "true"}}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "fast-note.dev/node-agent": "true",
+                },
+            },
+        }
         try:
             self.core.create_node(body, _preload_content=False)
         except ApiException as exc:
@@ -147,21 +163,42 @@ class Api:
 
     def heartbeat(self, name: str) -> None:
         t = now()
-        resources = {"cpu": str(os.cpu_count() or 2), "memory": "32Gi", "pods": "110",
-                     "ephemeral-storage": "100Gi"}
+        resources = {
+            "cpu": str(os.cpu_count() or 2),
+            "memory": "32Gi",
+            "pods": "110",
+            "ephemeral-storage": "100Gi",
+        }
         status = {
-            "capacity": resources, "allocatable": resources,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "NodeAgentReady",
-                            "message": "fast-note e2e node agent is running",
-                            "lastHeartbeatTime": t, "lastTransitionTime": t}],
-            "addresses": [{"type": "InternalIP", "address": POD_IP},
-                          {"type": "Hostname", "address": name}],
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "NodeAgentReady",
+                    "message": "fast-note e2e node agent is running",
+                    "lastHeartbeatTime": t,
+                    "lastTransitionTime": t,
+                }
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": POD_IP},
+                {"type": "Hostname", "address": name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
-            "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "",
-                         "kernelVersion": platform.release(), "osImage": "fast-note e2e",
-                         "containerRuntimeVersion": "fast-note-node-agent://1",
-                         "kubeletVersion": f"v{K8S_VERSION}", "kubeProxyVersion": f"v{K8S_VERSION}",
-                         "operatingSystem": "linux", "architecture": "amd64"},
+            "nodeInfo": {
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+                "kernelVersion": platform.release(),
+                "osImage": "fast-note e2e",
+                "containerRuntimeVersion": "fast-note-node-agent://1",
+                "kubeletVersion": f"v{K8S_VERSION}",
+                "kubeProxyVersion": f"v{K8S_VERSION}",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         }
         patch = [{"op": "replace", "path": "/status", "value": status}]
         self.core.patch_node_status(name, patch, _preload_content=False)
@@ -180,10 +217,12 @@ _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 def expand(value: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion: known variables are replaced, $$ escapes."""
+
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
         return env.get(m.group(1), m.group(0))
+
     return _VAR_REF.sub(sub, value)
 
 
@@ -200,12 +239,17 @@ def field_value(pod: Json, path: str) -> str:
     m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
     if m:
         return str(meta.get(m.group(1), {}).get(m.group(2), ""))
-    return str({
-        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"],
-        "metadata.uid": meta.get("uid", ""), "spec.nodeName": pod["spec"].get("nodeName", ""),
-        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
-        "status.podIP": POD_IP, "status.hostIP": POD_IP,
-    }.get(path, ""))
+    return str(
+        {
+            "metadata.name": meta["name"],
+            "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta.get("uid", ""),
+            "spec.nodeName": pod["spec"].get("nodeName", ""),
+            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+            "status.podIP": POD_IP,
+            "status.hostIP": POD_IP,
+        }.get(path, "")
+    )
 
 
 @dataclass
@@ -229,9 +273,15 @@ class Container:
 
     def status(self) -> Json:
         image = self.spec.get("image", "")
-        out: Json = {"name": self.name, "state": self.state, "lastState": self.last_state,
-                     "ready": self.ready, "restartCount": self.restarts, "image": image,
-                     "imageID": f"fast-note-node-agent://{image}"}
+        out: Json = {
+            "name": self.name,
+            "state": self.state,
+            "lastState": self.last_state,
+            "ready": self.ready,
+            "restartCount": self.restarts,
+            "image": image,
+            "imageID": f"fast-note-node-agent://{image}",
+        }
         if self.proc is not None:
             out["containerID"] = f"fast-note-node-agent://{self.proc.pid}"
         if not self.init:
@@ -271,8 +321,12 @@ class PodRunner(threading.Thread):
         prev = self.conditions_t.get(ctype)
         if prev is None or prev[0] != value:
             self.conditions_t[ctype] = (value, now())
-        cond: Json = {"type": ctype, "status": value, "lastProbeTime": None,
-                      "lastTransitionTime": self.conditions_t[ctype][1]}
+        cond: Json = {
+            "type": ctype,
+            "status": value,
+            "lastProbeTime": None,
+            "lastTransitionTime": self.conditions_t[ctype][1],
+        }
         if reason and not ok:
             cond["reason"] = reason
         return cond
@@ -291,7 +345,9 @@ class PodRunner(threading.Thread):
                 self._condition("ContainersReady", ready, not_ready),
                 self._condition("PodScheduled", True),
             ],
-            "hostIP": POD_IP, "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
+            "hostIP": POD_IP,
+            "podIP": POD_IP,
+            "podIPs": [{"ip": POD_IP}],
             "startTime": self.start_time,
             "initContainerStatuses": [c.status() for c in self.inits],
             "containerStatuses": [c.status() for c in self.mains],
@@ -315,8 +371,9 @@ class PodRunner(threading.Thread):
 
     # -- preparing ----------------------------------------------------------------------------
 
-    def _write_files(self, target: Path, files: dict[str, bytes], items: list[Json] | None,
-                     mode: int) -> None:
+    def _write_files(
+        self, target: Path, files: dict[str, bytes], items: list[Json] | None, mode: int
+    ) -> None:
         if items:
             selected = {}
             for it in items:
@@ -379,8 +436,11 @@ class PodRunner(threading.Thread):
                         path = source["serviceAccountToken"]["path"]
                         self._write_files(target, {path: b"not-a-real-token"}, None, mode)
             elif "downwardAPI" in vol:
-                self._downward(target, vol["downwardAPI"].get("items", []),
-                               vol["downwardAPI"].get("defaultMode", 0o644))
+                self._downward(
+                    target,
+                    vol["downwardAPI"].get("items", []),
+                    vol["downwardAPI"].get("defaultMode", 0o644),
+                )
             else:
                 kind = next((k for k in vol if k != "name"), "?")
                 raise ConfigError(f"volume {name}: type {kind} is not supported by the node agent")
@@ -437,7 +497,8 @@ class PodRunner(threading.Thread):
                     if optional:
                         continue
                     raise ConfigError(
-                        f'couldn\'t find key {ref["key"]} in {kind} {self.ns}/{ref["name"]}')
+                        f"couldn't find key {ref['key']} in {kind} {self.ns}/{ref['name']}"
+                    )
                 env[name] = data[ref["key"]].decode(errors="replace")
             elif "fieldRef" in vf:
                 env[name] = field_value(self.pod, vf["fieldRef"]["fieldPath"])
@@ -459,9 +520,13 @@ class PodRunner(threading.Thread):
             return
         command = spec.get("command") or c.runtime.entrypoint
         if not command:
-            c.state = {"waiting": {"reason": "ErrImagePull", "message":
-                                   f"image {spec.get('image')} is not in the node agent's image "
-                                   "table and the container gives no command"}}
+            c.state = {
+                "waiting": {
+                    "reason": "ErrImagePull",
+                    "message": f"image {spec.get('image')} is not in the node agent's image "
+                    "table and the container gives no command",
+                }
+            }
             return
         try:
             env = self.container_env(c)
@@ -478,13 +543,20 @@ class PodRunner(threading.Thread):
                 source = source / m["subPath"]
                 if not source.exists():
                     source.mkdir(parents=True)
-            mounts.append({"source": str(source), "path": m["mountPath"],
-                           "readOnly": m.get("readOnly", False)})
+            mounts.append(
+                {
+                    "source": str(source),
+                    "path": m["mountPath"],
+                    "readOnly": m.get("readOnly", False),
+                }
+            )
         run_spec = {
             "root": str(self.state_dir / "roots" / c.name),
             "image_files": {k: str(v) for k, v in c.runtime.files.items()},
-            "mounts": mounts, "workingDir": spec.get("workingDir", ""),
-            "argv": argv, "env": env,
+            "mounts": mounts,
+            "workingDir": spec.get("workingDir", ""),
+            "argv": argv,
+            "env": env,
             "keep": sorted({str(images.REPO), sys.prefix, sys.base_prefix}),
             "agent_pid": os.getpid(),
         }
@@ -498,14 +570,23 @@ class PodRunner(threading.Thread):
                 out.flush()
             c.proc = subprocess.Popen(
                 [sys.executable, str(RUN_CONTAINER), str(spec_file)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd="/")
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd="/",
+            )
         c.started_at = time.monotonic()
         c.state = {"running": {"startedAt": now()}}
         c.ready = False
         c.probe_failures = 0
-        LOG.info("%s/%s: started %s %s", self.ns, self.pod_name,
-                 "init container" if c.init else "container", c.name)
+        LOG.info(
+            "%s/%s: started %s %s",
+            self.ns,
+            self.pod_name,
+            "init container" if c.init else "container",
+            c.name,
+        )
 
     def finished(self, c: Container) -> int | None:
         """The exit code if the container's process ended (and record it), else None."""
@@ -516,10 +597,15 @@ class PodRunner(threading.Thread):
             return None
         code = rc if rc >= 0 else 128 - rc
         started = c.state["running"]["startedAt"]
-        c.state = {"terminated": {
-            "exitCode": code, "reason": "Completed" if code == 0 else "Error",
-            "startedAt": started, "finishedAt": now(),
-            "containerID": f"fast-note-node-agent://{c.proc.pid}"}}
+        c.state = {
+            "terminated": {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started,
+                "finishedAt": now(),
+                "containerID": f"fast-note-node-agent://{c.proc.pid}",
+            }
+        }
         c.ready = False
         LOG.info("%s/%s: %s exited with %d", self.ns, self.pod_name, c.name, code)
         return code
@@ -540,8 +626,12 @@ class PodRunner(threading.Thread):
         """Wait before a restart (CrashLoopBackOff); False if the pod is being stopped."""
         delay = min(10.0, 2.0 ** max(0, c.restarts - 1))
         c.last_state = c.state
-        c.state = {"waiting": {"reason": "CrashLoopBackOff", "message":
-                               f"back-off {delay:.0f}s restarting failed container={c.name}"}}
+        c.state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {delay:.0f}s restarting failed container={c.name}",
+            }
+        }
         self.report()
         c.restarts += 1
         return not self.stopping.wait(delay)
@@ -601,8 +691,9 @@ class PodRunner(threading.Thread):
                 return True
             except ConfigError as exc:
                 for c in self.inits + self.mains:
-                    c.state = {"waiting": {"reason": "CreateContainerConfigError",
-                                           "message": str(exc)}}
+                    c.state = {
+                        "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
+                    }
                 self.report()
                 self.stopping.wait(1.0)
         return False
@@ -658,7 +749,8 @@ class PodRunner(threading.Thread):
                 if code is None:
                     continue
                 restart = self.restart_policy == "Always" or (
-                    self.restart_policy == "OnFailure" and code != 0)
+                    self.restart_policy == "OnFailure" and code != 0
+                )
                 if restart:
                     self.report()
                     if not self.backoff(c):
@@ -705,9 +797,12 @@ class Agent:
 
     def _schedulable(self, pod: Json) -> bool:
         spec = pod["spec"]
-        return (not spec.get("nodeName") and "deletionTimestamp" not in pod["metadata"]
-                and spec.get("schedulerName", "default-scheduler") == "default-scheduler"
-                and pod.get("status", {}).get("phase", "Pending") == "Pending")
+        return (
+            not spec.get("nodeName")
+            and "deletionTimestamp" not in pod["metadata"]
+            and spec.get("schedulerName", "default-scheduler") == "default-scheduler"
+            and pod.get("status", {}).get("phase", "Pending") == "Pending"
+        )
 
     def sync(self) -> None:
         pods = self.api.list_pods()
@@ -720,8 +815,9 @@ class Agent:
                     self.api.bind(pod, self.node)
                     LOG.info("%s/%s: bound to %s", meta["namespace"], meta["name"], self.node)
                 except ApiException as exc:
-                    LOG.warning("%s/%s: bind failed: %s",
-                                meta["namespace"], meta["name"], exc.reason)
+                    LOG.warning(
+                        "%s/%s: bind failed: %s", meta["namespace"], meta["name"], exc.reason
+                    )
                 continue
             if not self._mine(pod):
                 continue
@@ -759,8 +855,12 @@ class Agent:
 
     def run(self) -> None:
         self.api.register_node(self.node)
-        LOG.info("node %s registered; running pods (workdir %s, images %s)",
-                 self.node, self.workdir, self.images_dir or images.EXAMPLE_MIGRATIONS)
+        LOG.info(
+            "node %s registered; running pods (workdir %s, images %s)",
+            self.node,
+            self.workdir,
+            self.images_dir or images.EXAMPLE_MIGRATIONS,
+        )
         last_beat = time.monotonic()
         while not self.stopping.is_set():
             try:
@@ -788,19 +888,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fast-note e2e node agent (a kubelet test double)")
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     parser.add_argument("--node-name", default="fast-note-e2e-node")
-    parser.add_argument("--workdir", type=Path, required=True,
-                        help="container logs, ports and volumes go here")
-    parser.add_argument("--images", type=Path, default=None,
-                        help="the images folder (<images>/<name>/<tag>/…); see images.py")
+    parser.add_argument(
+        "--workdir", type=Path, required=True, help="container logs, ports and volumes go here"
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="the images folder (<images>/<name>/<tag>/…); see images.py",
+    )
     args = parser.parse_args(argv)
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     if os.geteuid() != 0:
         parser.error("the node agent needs root (mount namespaces for the pods' volumes)")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    agent = Agent(Api(args.kubeconfig), args.node_name, args.workdir.resolve(),
-                  args.images.resolve() if args.images else None)
+    agent = Agent(
+        Api(args.kubeconfig),
+        args.node_name,
+        args.workdir.resolve(),
+        args.images.resolve() if args.images else None,
+    )
     stop: Callable[..., None] = lambda *_: agent.stopping.set()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -46,8 +46,16 @@ def _check(ret: int, what: str) -> None:
 
 
 def mount(src: str, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(_libc.mount(src.encode(), dst.encode(), fstype.encode() if fstype else None,
-                       flags, data.encode() if data else None), f"mount {src} {dst}")
+    _check(
+        _libc.mount(
+            src.encode(),
+            dst.encode(),
+            fstype.encode() if fstype else None,
+            flags,
+            data.encode() if data else None,
+        ),
+        f"mount {src} {dst}",
+    )
 
 
 def bind(src: str, dst: str, readonly: bool = False) -> None:
@@ -141,8 +149,11 @@ def main(spec_path: str) -> None:
             if where == "host":
                 shadow(parent)
             elif where == "image":
-                print(f"[node-agent] cannot mount {dst}: inside the image's read-only {parent}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[node-agent] cannot mount {dst}: inside the image's read-only {parent}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return
             if is_dir:
                 target.mkdir(parents=True, exist_ok=True)

@@ -84,9 +84,12 @@ def main() -> int:
     port = int(os.environ.get("PORT", "3000"))
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     status, body = check_database()
-    print(f"fast-note stand-in ({body['image'] or 'no image'}) on 127.0.0.1:{port}, "
-          f"{len(body['image_migrations'])} migrations in the image, database: "
-          f"{'ok' if status == 200 else body.get('error')}", flush=True)
+    print(
+        f"fast-note stand-in ({body['image'] or 'no image'}) on 127.0.0.1:{port}, "
+        f"{len(body['image_migrations'])} migrations in the image, database: "
+        f"{'ok' if status == 200 else body.get('error')}",
+        flush=True,
+    )
 
     def stop(*_: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # the control plane, the node agent's pods and PostgreSQL
         def interrupt(signum: int, frame: object) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
+
         signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -49,7 +50,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
-        item: pytest.Item, call: pytest.CallInfo[None],
+    item: pytest.Item,
+    call: pytest.CallInfo[None],
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep each phase's report on the item, for the failure diagnostics of ``kube``."""
     report = yield
@@ -100,8 +102,7 @@ def kube(request: pytest.FixtureRequest, cluster: Cluster) -> Iterator[Kube]:
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         cluster.dump(kube)
-    run([KUBECTL, "delete", "namespace", namespace, "--wait=false"],
-        env=kube.env(), check=False)
+    run([KUBECTL, "delete", "namespace", namespace, "--wait=false"], env=kube.env(), check=False)
 
 
 @pytest.fixture
@@ -126,8 +127,9 @@ def e2e_postgres() -> Iterator[str]:
 def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
     """A fresh database, and the Secret ``fast-note-db`` (key ``database-url``) in the namespace."""
     db = Database.create(e2e_postgres, prefix="e2e_")
-    kube.kubectl("create", "secret", "generic", "fast-note-db",
-                 f"--from-literal=database-url={db.url()}")
+    kube.kubectl(
+        "create", "secret", "generic", "fast-note-db", f"--from-literal=database-url={db.url()}"
+    )
     yield db
     db.drop()
 

@@ -23,13 +23,15 @@ def _local_only(cluster: Cluster) -> None:
         pytest.skip("tests of the node agent: local control plane only")
 
 
-def test_job_runs_init_container_then_main_with_volumes_and_env(kube: Kube,
-                                                                 cluster: Cluster) -> None:
+def test_job_runs_init_container_then_main_with_volumes_and_env(
+    kube: Kube, cluster: Cluster
+) -> None:
     """A Job's pod runs its init container, then its container; emptyDir, Secret and
     ConfigMap volumes and env from literals, secretKeyRef, configMapKeyRef and envFrom work."""
     kube.kubectl("create", "secret", "generic", "s", "--from-literal=password=hunter2")
-    kube.kubectl("create", "configmap", "c", "--from-literal=greeting=hello",
-                 "--from-literal=MODE=test")
+    kube.kubectl(
+        "create", "configmap", "c", "--from-literal=greeting=hello", "--from-literal=MODE=test"
+    )
     kube.apply("""
 apiVersion: batch/v1
 kind: Job
@@ -63,8 +65,10 @@ spec:
             - {name: secret, mountPath: /etc/s, readOnly: true}
             - {name: config, mountPath: /etc/c}
 """)
-    job = kube.wait_for("the Job to complete", lambda: (
-        j if (j := kube.get("job", "hello")).get("status", {}).get("succeeded") else None))
+    job = kube.wait_for(
+        "the Job to complete",
+        lambda: j if (j := kube.get("job", "hello")).get("status", {}).get("succeeded") else None,
+    )
     assert job["status"]["succeeded"] == 1
     pod = kube.items("pods", "job-name=hello")[0]
     assert pod["status"]["phase"] == "Succeeded"
@@ -73,7 +77,9 @@ spec:
     logs = cluster.container_logs(kube.namespace)
     # (the Secret and ConfigMap files have no final newline)
     assert logs[f"{name}/main"].splitlines() == [
-        "hello from init", f"hunter2hellohunter2 test {name}"]
+        "hello from init",
+        f"hunter2hellohunter2 test {name}",
+    ]
 
 
 def test_failed_job_reports_exit_code_and_keeps_its_pod(kube: Kube) -> None:
@@ -90,9 +96,13 @@ spec:
       restartPolicy: Never
       containers: [{name: main, image: busybox, command: [sh, -c, 'echo failing; exit 7']}]
 """)
-    kube.wait_for("the Job to fail", lambda: any(
-        c["type"] == "Failed" and c["status"] == "True"
-        for c in kube.get("job", "boom").get("status", {}).get("conditions", [])))
+    kube.wait_for(
+        "the Job to fail",
+        lambda: any(
+            c["type"] == "Failed" and c["status"] == "True"
+            for c in kube.get("job", "boom").get("status", {}).get("conditions", [])
+        ),
+    )
     pod = kube.items("pods", "job-name=boom")[0]
     assert pod["status"]["phase"] == "Failed"
     state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -101,7 +111,8 @@ spec:
 
 
 def test_deployment_pods_become_ready_when_the_app_can_read_the_database(
-        kube: Kube, database: Database, images: Images) -> None:
+    kube: Kube, database: Database, images: Images
+) -> None:
     """The stand-in app answers 503 until ``_prisma_migrations`` exists, the readiness probe
     follows, and the Deployment becomes available once the schema is there."""
     tag = images.app("infra-1", {"20240101000000_init": "CREATE TABLE t (id int);"})
@@ -122,13 +133,27 @@ spec:
           env: [{DB_ENV}]
           readinessProbe: {{httpGet: {{path: /healthz, port: http}}, periodSeconds: 5}}
 """)
-    pods = kube.wait_for("2 running pods", lambda: (
-        p if len(p := [x for x in kube.items("pods", "app=web")
-                       if x["status"].get("phase") == "Running"]) == 2 else None))
+    pods = kube.wait_for(
+        "2 running pods",
+        lambda: (
+            p
+            if len(
+                p := [
+                    x
+                    for x in kube.items("pods", "app=web")
+                    if x["status"].get("phase") == "Running"
+                ]
+            )
+            == 2
+            else None
+        ),
+    )
     assert not any(pod_ready(p) for p in pods)
     migrate(database, "deploy", migrations=images.migrations_dir(tag))
-    kube.wait_for("the Deployment to be available", lambda: kube.get(
-        "deployment", "web").get("status", {}).get("readyReplicas") == 2)
+    kube.wait_for(
+        "the Deployment to be available",
+        lambda: kube.get("deployment", "web").get("status", {}).get("readyReplicas") == 2,
+    )
     ports = {}
     for pod in kube.items("pods", "app=web"):
         assert pod["status"]["podIP"] == "127.0.0.1"
@@ -153,14 +178,18 @@ spec:
   containers:
     - {name: main, image: busybox, command: [sleep, "3600"]}
 """)
-    pod = kube.wait_for("the pod to be ready", lambda: (
-        p if pod_ready(p := kube.get("pod", "flaky")) else None), timeout=30)
+    pod = kube.wait_for(
+        "the pod to be ready",
+        lambda: p if pod_ready(p := kube.get("pod", "flaky")) else None,
+        timeout=30,
+    )
     assert pod["status"]["initContainerStatuses"][0]["restartCount"] == 1
     kube.kubectl("delete", "pod", "flaky", "--wait=true", "--timeout=30s")
 
 
-def test_standin_app_reports_image_and_migrations(kube: Kube, database: Database,
-                                                  images: Images, cluster: Cluster) -> None:
+def test_standin_app_reports_image_and_migrations(
+    kube: Kube, database: Database, images: Images, cluster: Cluster
+) -> None:
     """The stand-in serves on the PORT the agent gives it and tells which image it runs."""
     tag = images.app("infra-2", {"20240101000000_init": "CREATE TABLE t (id int);"})
     migrate(database, "deploy", migrations=images.migrations_dir(tag))
@@ -183,4 +212,3 @@ spec:
     assert body["image"].endswith(f"fast-note:{tag}")
     assert body["applied_migrations"] == ["20240101000000_init"]
     assert body["missing_migrations"] == []
-

@@ -58,8 +58,10 @@ def assert_applied_once(db: Database, expected: list[str]) -> None:
 
 
 def job_failed(job: dict[str, Any]) -> bool:
-    return any(c["type"] == "Failed" and c["status"] == "True"
-               for c in job.get("status", {}).get("conditions", []))
+    return any(
+        c["type"] == "Failed" and c["status"] == "True"
+        for c in job.get("status", {}).get("conditions", [])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +69,8 @@ def job_failed(job: dict[str, Any]) -> bool:
 
 @HELM_MAJORS
 def test_hook_install_migrates_empty_database_and_helm_test_passes(
-        helm: Helm, kube: Kube, database: Database) -> None:
+    helm: Helm, kube: Kube, database: Database
+) -> None:
     """1. strategy hook, empty database: the pre-install Job migrates, the pods start, `helm
     test` passes and _prisma_migrations holds the example history."""
     helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
@@ -79,7 +82,8 @@ def test_hook_install_migrates_empty_database_and_helm_test_passes(
 
 @HELM_MAJORS
 def test_upgrade_with_one_new_migration_applies_it_once_and_rolls_pods(
-        helm: Helm, kube: Kube, database: Database) -> None:
+    helm: Helm, kube: Kube, database: Database
+) -> None:
     """2. an upgrade to an image with one new migration: applied once, pods rolled."""
     helm.upgrade(RELEASE, values("hook", catalogue.OLD))
     assert_applied_once(database, example_migrations()[:-1])
@@ -93,7 +97,8 @@ def test_upgrade_with_one_new_migration_applies_it_once_and_rolls_pods(
 
 @HELM_MAJORS
 def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolve(
-        helm: Helm, kube: Kube, database: Database, images: Images, cluster: Cluster) -> None:
+    helm: Helm, kube: Kube, database: Database, images: Images, cluster: Cluster
+) -> None:
     """3. a failing migration: `helm upgrade` fails, the release is failed, the old pods keep
     serving, the failed Job and its log remain, `status` names the migration; after
     `resolve --rolled-back` and a fixed image the next upgrade succeeds."""
@@ -134,7 +139,8 @@ def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolv
 
 @HELM_MAJORS
 def test_init_container_strategy_applies_each_migration_once_with_three_replicas(
-        helm: Helm, kube: Kube, database: Database) -> None:
+    helm: Helm, kube: Kube, database: Database
+) -> None:
     """4. strategy initContainer, 3 replicas migrating at once: each migration applied
     exactly once (the migrator's lock), all pods Ready."""
     helm.upgrade(RELEASE, values("initContainer", catalogue.CURRENT, replicas=3))
@@ -148,7 +154,8 @@ def test_init_container_strategy_applies_each_migration_once_with_three_replicas
 
 @HELM_MAJORS
 def test_job_strategy_with_wait_does_not_deadlock(
-        helm: Helm, kube: Kube, database: Database) -> None:
+    helm: Helm, kube: Kube, database: Database
+) -> None:
     """5. strategy job (plain Job, GitOps mode) with --wait: no deadlock; the app pods wait
     until the Job has finished."""
     helm.upgrade(RELEASE, values("job", catalogue.CURRENT))
@@ -168,7 +175,8 @@ def test_job_strategy_with_wait_does_not_deadlock(
 
 @HELM_MAJORS
 def test_rollback_starts_old_pods_although_database_is_ahead(
-        helm: Helm, kube: Kube, database: Database) -> None:
+    helm: Helm, kube: Kube, database: Database
+) -> None:
     """6. `helm rollback` after a successful upgrade: the old image's pods start although the
     database has a migration they do not know."""
     helm.upgrade(RELEASE, values("hook", catalogue.OLD))
@@ -181,7 +189,8 @@ def test_rollback_starts_old_pods_although_database_is_ahead(
 
 @HELM_MAJORS
 def test_strategy_none_leaves_database_alone(
-        helm: Helm, kube: Kube, database: Database, images: Images) -> None:
+    helm: Helm, kube: Kube, database: Database, images: Images
+) -> None:
     """7. strategy none: no Job, no init container, the database is not touched."""
     migrate(database, "deploy", migrations=images.migrations_dir(catalogue.OLD))
     before = database.history(missing_ok=True)

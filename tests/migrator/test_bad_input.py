@@ -72,8 +72,10 @@ def test_unreadable_migrations_folder(db: Database, migrations: MigrationsFolder
     try:
         drop = "-dac_override,-dac_read_search"
         result = run_cli(
-            "deploy", wrapper=["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"],
-            env={"DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path)})
+            "deploy",
+            wrapper=["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"],
+            env={"DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path)},
+        )
     finally:
         migrations.path.chmod(0o755)
     assert_clean(result, 2, "permission denied")
@@ -105,12 +107,15 @@ def test_wrong_provider_in_migration_lock(db: Database, migrations: MigrationsFo
     assert db.tables() == []
 
 
-@pytest.mark.parametrize(("url", "phrase"), [
-    (f"postgresql://app_user:{PASSWORD}@127.0.0.1:notaport/db", "malformed"),
-    (f"mysql://app_user:{PASSWORD}@127.0.0.1:3306/db", "must start with postgresql://"),
-    (f"postgresql://app_user:{PASSWORD}@/db", "names no host"),
-    ("", "no database URL given"),
-])
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        (f"postgresql://app_user:{PASSWORD}@127.0.0.1:notaport/db", "malformed"),
+        (f"mysql://app_user:{PASSWORD}@127.0.0.1:3306/db", "must start with postgresql://"),
+        (f"postgresql://app_user:{PASSWORD}@/db", "names no host"),
+        ("", "no database URL given"),
+    ],
+)
 def test_malformed_urls(url: str, phrase: str, migrations: MigrationsFolder) -> None:
     """Each malformed URL: exit 2, an example of the right form, no password."""
     migrations.add("init", "SELECT 1;")
@@ -126,13 +131,19 @@ def test_wrong_password(db: Database, migrations: MigrationsFolder, password_rol
     assert db.tables() == []
 
 
-def test_right_password_is_redacted_in_every_output(db: Database, migrations: MigrationsFolder,
-                                                    password_role: str) -> None:
+def test_right_password_is_redacted_in_every_output(
+    db: Database, migrations: MigrationsFolder, password_role: str
+) -> None:
     """Logs, status text and status JSON show the URL with ****."""
     migrations.add("init", "CREATE TABLE a (id int);")
     env = {"DATABASE_URL": url_with_password(db), "MIGRATIONS_DIR": str(migrations.path)}
-    for argv in (["deploy", "-v"], ["status"], ["status", "--json"], ["verify"],
-                 ["deploy", "--log-format", "json"]):
+    for argv in (
+        ["deploy", "-v"],
+        ["status"],
+        ["status", "--json"],
+        ["verify"],
+        ["deploy", "--log-format", "json"],
+    ):
         result = run_cli(*argv, env=env)
         output = result.output
         assert result.code == 0, output
@@ -167,6 +178,12 @@ def test_invalid_duration(flag: str, db: Database, migrations: MigrationsFolder)
 
 def test_invalid_duration_from_the_environment(db: Database, migrations: MigrationsFolder) -> None:
     """The environment variable is checked like the flag."""
-    result = run_cli("wait", env={"DATABASE_URL": db.url(), "MIGRATIONS_DIR": str(migrations.path),
-                                  "MIGRATE_WAIT_TIMEOUT": "soon"})
+    result = run_cli(
+        "wait",
+        env={
+            "DATABASE_URL": db.url(),
+            "MIGRATIONS_DIR": str(migrations.path),
+            "MIGRATE_WAIT_TIMEOUT": "soon",
+        },
+    )
     assert result.code == 2 and "invalid duration 'soon'" in result.err

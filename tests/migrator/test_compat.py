@@ -28,29 +28,40 @@ def insert_row(db: Database, name: str, checksum: str, *, finished: bool = True)
     db.run(
         "INSERT INTO _prisma_migrations (id, checksum, migration_name, finished_at,"
         " applied_steps_count) VALUES (gen_random_uuid()::text, %s, %s,"
-        " CASE WHEN %s THEN now() END, 1)", checksum, name, finished)
+        " CASE WHEN %s THEN now() END, 1)",
+        checksum,
+        name,
+        finished,
+    )
 
 
 # Table -----------------------------------------------------------------------------
 
-def test_deploy_creates_prismas_table_with_its_exact_columns(migrate: Migrator,
-                                                             migrations: MigrationsFolder,
-                                                             db: Database) -> None:
+
+def test_deploy_creates_prismas_table_with_its_exact_columns(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """The history table has Prisma's columns, types, lengths and nullability."""
     migrations.add("init", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
     columns = db.query(
         "SELECT column_name, data_type, character_maximum_length, is_nullable"
         " FROM information_schema.columns WHERE table_name = '_prisma_migrations'"
-        " ORDER BY ordinal_position")
+        " ORDER BY ordinal_position"
+    )
     assert columns == PRISMA_COLUMNS
-    assert db.scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-                     " WHERE conrelid = '_prisma_migrations'::regclass AND contype = 'p'") \
+    assert (
+        db.scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = '_prisma_migrations'::regclass AND contype = 'p'"
+        )
         == "PRIMARY KEY (id)"
+    )
 
 
 def test_deploy_records_each_migration_as_prisma_does(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A uuid id, the sha256 checksum, finished_at set, one applied step, no logs."""
     name = migrations.add("init", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
@@ -62,11 +73,13 @@ def test_deploy_records_each_migration_as_prisma_does(
 
 
 def test_table_lives_in_the_schema_of_the_url_and_the_schema_is_created(
-        migrations: MigrationsFolder, db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    migrations: MigrationsFolder, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`?schema=app` puts the history and the migrations' tables into schema app."""
     migrations.add("init", 'CREATE TABLE "User" (id int);')
-    url = db.url(schema="app", connection_limit="5", pool_timeout="10", pgbouncer="true",
-                 socket_timeout="30")
+    url = db.url(
+        schema="app", connection_limit="5", pool_timeout="10", pgbouncer="true", socket_timeout="30"
+    )
     assert Migrator(url, migrations.path, capsys)("deploy").code == 0
     assert db.tables("app") == ["User", "_prisma_migrations"]
     assert db.tables("public") == []
@@ -74,8 +87,10 @@ def test_table_lives_in_the_schema_of_the_url_and_the_schema_is_created(
 
 # Folder ----------------------------------------------------------------------------
 
+
 def test_migrations_run_in_directory_name_order_and_files_are_ignored(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Only directories count, ordered by name whatever the creation order."""
     migrations.add("20240102000000_second", "INSERT INTO log VALUES ('second');")
     migrations.add("20240101000000_first", "CREATE TABLE log (v text);")
@@ -87,7 +102,8 @@ def test_migrations_run_in_directory_name_order_and_files_are_ignored(
 
 
 def test_lock_file_for_another_provider_is_refused_with_p3019(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A migration_lock.toml for mysql stops deploy before it touches the database."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "migration_lock.toml").write_text('provider = "mysql"\n')
@@ -98,7 +114,8 @@ def test_lock_file_for_another_provider_is_refused_with_p3019(
 
 
 def test_folder_without_migration_sql_fails_with_p3015_before_anything_is_applied(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Deliberate difference: Prisma applies the earlier ones first; we check them all first."""
     migrations.add("init", "CREATE TABLE a (id int);")
     (migrations.path / "2024010100099_broken").mkdir()
@@ -110,8 +127,10 @@ def test_folder_without_migration_sql_fails_with_p3015_before_anything_is_applie
 
 # Checksums -------------------------------------------------------------------------
 
+
 def test_checksum_keeps_the_bom(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A UTF-8 BOM is part of the checksummed text, as in Prisma."""
     data = b"\xef\xbb\xbfCREATE TABLE a (id int);"
     migrations.add("bom", data)
@@ -120,7 +139,8 @@ def test_checksum_keeps_the_bom(
 
 
 def test_crlf_checkout_of_an_lf_migration_is_not_an_edit(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """Applied with LF, checked out on Windows with CRLF: still applied, not edited."""
     name = migrations.add("init", "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\n")
     assert migrate("deploy").code == 0
@@ -132,7 +152,8 @@ def test_crlf_checkout_of_an_lf_migration_is_not_an_edit(
 
 
 def test_lf_checkout_of_a_crlf_migration_is_not_an_edit(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """Applied with CRLF, later normalised to LF: still applied."""
     name = migrations.add("init", b"CREATE TABLE a (id int);\r\nCREATE TABLE b (id int);\r\n")
     assert migrate("deploy").code == 0
@@ -142,11 +163,15 @@ def test_lf_checkout_of_a_crlf_migration_is_not_an_edit(
 
 
 def test_old_checksums_without_zero_padding_still_match(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Early Prisma stored each byte's hex without padding; such rows are not edits."""
     # a script whose sha256 has bytes below 0x10, so the old form is shorter
-    script = next(f"SELECT {i};" for i in range(1000)
-                  if any(b < 16 for b in hashlib.sha256(f"SELECT {i};".encode()).digest()))
+    script = next(
+        f"SELECT {i};"
+        for i in range(1000)
+        if any(b < 16 for b in hashlib.sha256(f"SELECT {i};".encode()).digest())
+    )
     name = migrations.add("old", script)
     old = "".join(f"{b:x}" for b in hashlib.sha256(script.encode()).digest())
     assert len(old) < 64
@@ -167,16 +192,18 @@ def test_checksum_of_invalid_utf8_uses_replacement_characters() -> None:
 
 
 def test_applied_migration_with_invalid_utf8_is_recognised(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A row Prisma wrote for a latin-1 file matches that file, so status is clean."""
     raw = b"-- caf\xe9\nSELECT 1;"
     name = migrations.add("latin1", raw)
-    db.run("CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64)"
-           " NOT NULL, finished_at timestamptz, migration_name varchar(255) NOT NULL,"
-           " logs text, rolled_back_at timestamptz, started_at timestamptz NOT NULL DEFAULT"
-           " now(), applied_steps_count int NOT NULL DEFAULT 0)")
-    insert_row(db, name, hashlib.sha256(
-        raw.decode("utf-8", errors="replace").encode()).hexdigest())
+    db.run(
+        "CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64)"
+        " NOT NULL, finished_at timestamptz, migration_name varchar(255) NOT NULL,"
+        " logs text, rolled_back_at timestamptz, started_at timestamptz NOT NULL DEFAULT"
+        " now(), applied_steps_count int NOT NULL DEFAULT 0)"
+    )
+    insert_row(db, name, hashlib.sha256(raw.decode("utf-8", errors="replace").encode()).hexdigest())
     assert migrate("status").code == 0
 
 
@@ -192,8 +219,10 @@ def test_changing_one_character_is_an_edit(migrate: Migrator, migrations: Migrat
 
 # Lock ------------------------------------------------------------------------------
 
+
 def test_deploy_waits_for_prismas_lock_key_and_names_the_holder(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A session holding advisory lock 72707369 makes deploy wait, then exit 6 naming it."""
     migrations.add("init", "CREATE TABLE a (id int);")
     with psycopg.connect(db.url(), autocommit=True, application_name="prisma-migrate-pod-7") as c:
@@ -205,8 +234,9 @@ def test_deploy_waits_for_prismas_lock_key_and_names_the_holder(
     assert db.tables() == []
 
 
-def test_deploy_releases_the_lock_when_done(migrate: Migrator, migrations: MigrationsFolder,
-                                            db: Database) -> None:
+def test_deploy_releases_the_lock_when_done(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """After deploy no advisory lock is left in pg_locks."""
     migrations.add("init", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
@@ -215,8 +245,10 @@ def test_deploy_releases_the_lock_when_done(migrate: Migrator, migrations: Migra
 
 # deploy ----------------------------------------------------------------------------
 
+
 def test_schema_with_tables_and_no_history_needs_a_baseline_p3005(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Existing tables without _prisma_migrations: refuse, say how to baseline, change nothing."""
     migrations.add("init", "CREATE TABLE a (id int);")
     db.run("CREATE TABLE legacy (id int)")
@@ -227,7 +259,8 @@ def test_schema_with_tables_and_no_history_needs_a_baseline_p3005(
 
 
 def test_failed_migration_blocks_every_later_deploy_p3009(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A failed row stops deploy with exit 4, naming the migration and how to resolve it."""
     migrations.add("init", "CREATE TABLE a (id int);")
     bad = migrations.add("bad", "CREATE TABLE a (id int);")
@@ -240,7 +273,8 @@ def test_failed_migration_blocks_every_later_deploy_p3009(
 
 
 def test_failing_migration_is_recorded_with_its_error_and_deploy_stops_p3018(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Earlier migrations stay applied, the failed one has logs, later ones do not run."""
     first = migrations.add("init", "CREATE TABLE a (id int);")
     bad = migrations.add("bad", "CREATE TABLE b (id int);\nSELECT * FROM missing_table;")
@@ -256,8 +290,9 @@ def test_failing_migration_is_recorded_with_its_error_and_deploy_stops_p3018(
     assert history[1].steps == 0
 
 
-def test_a_failing_file_leaves_nothing_behind(migrate: Migrator, migrations: MigrationsFolder,
-                                              db: Database) -> None:
+def test_a_failing_file_leaves_nothing_behind(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """One file is one implicit transaction: its first statement is rolled back too."""
     migrations.add("bad", "CREATE TABLE b (id int);\nINSERT INTO b VALUES ('x');")
     assert migrate("deploy").code == 1
@@ -265,7 +300,8 @@ def test_a_failing_file_leaves_nothing_behind(migrate: Migrator, migrations: Mig
 
 
 def test_a_file_with_its_own_transaction_control_runs_as_written(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """BEGIN/COMMIT inside a migration are honoured, and the bookkeeping still matches."""
     migrations.add("tx", "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\nCREATE TABLE b (id int);")
     assert migrate("deploy").code == 0
@@ -275,7 +311,8 @@ def test_a_file_with_its_own_transaction_control_runs_as_written(
 
 
 def test_set_in_a_script_does_not_break_later_migrations(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A SET stays on the session (as in Prisma) and later files still apply."""
     migrations.add("set", "SET statement_timeout = '5s';\nCREATE TABLE a (id int);")
     migrations.add("next", "CREATE TABLE b (id int);")
@@ -283,8 +320,9 @@ def test_set_in_a_script_does_not_break_later_migrations(
     assert len(db.history()) == 2
 
 
-def test_second_deploy_is_a_no_op(migrate: Migrator, migrations: MigrationsFolder,
-                                  db: Database) -> None:
+def test_second_deploy_is_a_no_op(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Re-running deploy applies nothing and adds no rows."""
     migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
@@ -294,7 +332,8 @@ def test_second_deploy_is_a_no_op(migrate: Migrator, migrations: MigrationsFolde
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """--dry-run lists what would run; no table, no lock, no rows."""
     names = migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("deploy", "--dry-run")
@@ -304,7 +343,8 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
 
 
 def test_each_migrations_duration_is_logged(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """The log says how long every migration took."""
     name = migrations.add("init", "CREATE TABLE a (id int);")
     result = migrate("deploy")
@@ -313,22 +353,29 @@ def test_each_migrations_duration_is_logged(
 
 # resolve ---------------------------------------------------------------------------
 
+
 def test_resolve_applied_baselines_an_existing_database(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """On a schema with tables: record the first migration applied, then deploy the rest."""
     first = migrations.add("init", "CREATE TABLE legacy (id int);")
     migrations.add("more", "CREATE TABLE extra (id int);")
     db.run("CREATE TABLE legacy (id int)")
     assert migrate("resolve", "--applied", first).code == 0
     row = next(r for r in db.history() if r.name == first)
-    assert (row.logs, row.steps, row.started_at == row.finished_at, row.checksum) \
-        == ("", 0, True, hashlib.sha256(b"CREATE TABLE legacy (id int);").hexdigest())
+    assert (row.logs, row.steps, row.started_at == row.finished_at, row.checksum) == (
+        "",
+        0,
+        True,
+        hashlib.sha256(b"CREATE TABLE legacy (id int);").hexdigest(),
+    )
     assert migrate("deploy").code == 0
     assert db.tables() == ["_prisma_migrations", "extra", "legacy"]
 
 
-def test_resolve_applied_unknown_migration_is_p3017(migrate: Migrator,
-                                                    migrations: MigrationsFolder) -> None:
+def test_resolve_applied_unknown_migration_is_p3017(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A name with no local folder is refused."""
     migrations.add("init", "SELECT 1;")
     result = migrate("resolve", "--applied", "20990101000000_nope")
@@ -344,7 +391,8 @@ def test_resolve_applied_twice_is_p3008(migrate: Migrator, migrations: Migration
 
 
 def test_resolve_applied_on_a_failed_migration_rolls_back_the_failed_row(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """The failed row gets rolled_back_at and a new applied row is added; deploy proceeds."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     assert migrate("deploy").code == 1
@@ -355,7 +403,8 @@ def test_resolve_applied_on_a_failed_migration_rolls_back_the_failed_row(
 
 
 def test_resolve_rolled_back_lets_the_fixed_migration_run_again(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """After a failure: resolve --rolled-back, fix the file, deploy applies it."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     assert migrate("deploy").code == 1
@@ -363,22 +412,26 @@ def test_resolve_rolled_back_lets_the_fixed_migration_run_again(
     migrations.script(bad).write_text("CREATE TABLE fixed (id int);")
     assert migrate("deploy").code == 0
     rows = db.history()
-    assert [(r.name, r.finished, r.rolled_back) for r in rows] \
-        == [(bad, False, True), (bad, True, False)]
+    assert [(r.name, r.finished, r.rolled_back) for r in rows] == [
+        (bad, False, True),
+        (bad, True, False),
+    ]
     status = migrate("status")
     assert status.code == 0 and "rolled back before" in status.out
 
 
 def test_resolve_rolled_back_needs_a_row_p3011(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A migration never applied cannot be rolled back."""
     name = migrations.add("init", "SELECT 1;")
     result = migrate("resolve", "--rolled-back", name)
     assert result.code == 2 and "P3011" in result.err
 
 
-def test_resolve_rolled_back_needs_a_failed_state_p3012(migrate: Migrator,
-                                                        migrations: MigrationsFolder) -> None:
+def test_resolve_rolled_back_needs_a_failed_state_p3012(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A successfully applied migration cannot be marked rolled back."""
     name = migrations.add("init", "SELECT 1;")
     assert migrate("deploy").code == 0

@@ -28,17 +28,23 @@ INSERT INTO t VALUES (2);
 
 
 def _waiting_on_gate(db: Database) -> bool:
-    return bool(db.scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-        "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
-        f"%pg_advisory_lock({GATE})%"))
+    return bool(
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+            "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
+            f"%pg_advisory_lock({GATE})%",
+        )
+    )
 
 
 def _running(db: Database, needle: str) -> bool:
-    return bool(db.scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-        "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
-        f"%{needle}%"))
+    return bool(
+        db.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+            "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
+            f"%{needle}%",
+        )
+    )
 
 
 class Pid1:
@@ -47,14 +53,19 @@ class Pid1:
     def __init__(self, migrate: Migrator, verb: str, *args: str) -> None:
         self.proc = subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount-proc", *CLI, *migrate.argv(verb, *args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env=clean_environment())
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=clean_environment(),
+        )
         self.pid1 = 0
         wait_until(self._find_child, 10, "the migrator to start as PID 1")
 
     def _find_child(self) -> bool:
-        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                                  text=True, check=False).stdout.split()
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
         self.pid1 = int(children[0]) if children else 0
         return bool(self.pid1)
 
@@ -71,12 +82,14 @@ class Pid1:
 
 needs_pid_namespace = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="a PID namespace of its own needs root and unshare")
+    reason="a PID namespace of its own needs root and unshare",
+)
 
 
 @needs_pid_namespace
 def test_sigterm_to_pid1_cancels_the_migration_and_releases_the_lock(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """As PID 1 the migrator stops within seconds on SIGTERM with exit 143; the running
     migration is rolled back, no row is left and the lock is free."""
     migrations.add("20240101000000_slow", "CREATE TABLE t (x int);\nSELECT pg_sleep(120);\n")
@@ -94,8 +107,9 @@ def test_sigterm_to_pid1_cancels_the_migration_and_releases_the_lock(
 
 
 @needs_pid_namespace
-def test_sigterm_to_pid1_stops_a_wait_at_once(db: Database, migrations: MigrationsFolder,
-                                              migrate: Migrator) -> None:
+def test_sigterm_to_pid1_stops_a_wait_at_once(
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """``wait`` in an app pod's init container stops on SIGTERM, not after its timeout."""
     migrations.add("20240101000000_init", "CREATE TABLE t (x int);")
     pid1 = Pid1(migrate, "wait", "--timeout", "5m", "--interval", "200ms")
@@ -111,8 +125,8 @@ def test_sigterm_to_pid1_stops_a_wait_at_once(db: Database, migrations: Migratio
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "terminated"])
 def test_an_interrupted_statement_by_statement_migration_resumes(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator,
-        stop: signal.Signals) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator, stop: signal.Signals
+) -> None:
     """Killed (eviction, OOM) or terminated in the middle: while it runs, ``status`` says
     running and ``wait`` keeps waiting; afterwards the next deploy resumes at the first
     statement that did not commit, without running the committed ones again."""
@@ -158,7 +172,8 @@ def test_an_interrupted_statement_by_statement_migration_resumes(
 
 
 def test_an_interrupted_migration_whose_file_changed_is_not_resumed(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """Resuming runs the rest of the file that was started: a changed file stops deploy
     with exit 5 before any change."""
     migrations.add("20240101000000_split", SPLIT_WITH_GATE)
@@ -184,11 +199,13 @@ def test_an_interrupted_migration_whose_file_changed_is_not_resumed(
 
 
 def test_a_file_that_leaves_its_transaction_open_fails(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """BEGIN without COMMIT: what it did would roll back at disconnect, so the migration
     is recorded as failed (exit 1, naming the BEGIN) and nothing after it is applied."""
-    name = migrations.add("20240101000000_open",
-                          "CREATE TABLE a (x int);\nBEGIN;\nINSERT INTO a VALUES (1);\n")
+    name = migrations.add(
+        "20240101000000_open", "CREATE TABLE a (x int);\nBEGIN;\nINSERT INTO a VALUES (1);\n"
+    )
     migrations.add("20240101000001_next", "CREATE TABLE b (x int);")
 
     result = migrate("deploy")
@@ -203,19 +220,30 @@ def test_a_file_that_leaves_its_transaction_open_fails(
 
 
 def test_a_lock_timeout_inside_the_files_own_transaction_retries_the_whole_block(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """55P03 inside BEGIN … COMMIT aborts the transaction: the retry starts again at the
     BEGIN (not at the failed statement, which would meet 25P02), and the block's INSERT is
     applied once."""
     migrations.add("20240101000000_gate", "CREATE TABLE gate (x int);")
     assert migrate("deploy").code == 0
-    migrations.add("20240101000001_block", "CREATE TABLE b (x int);\nBEGIN;\n"
-                   "INSERT INTO b VALUES (1);\nALTER TABLE gate ADD COLUMN y int;\nCOMMIT;\n")
+    migrations.add(
+        "20240101000001_block",
+        "CREATE TABLE b (x int);\nBEGIN;\n"
+        "INSERT INTO b VALUES (1);\nALTER TABLE gate ADD COLUMN y int;\nCOMMIT;\n",
+    )
     holder = LockHolder(db, "gate")
     holder.release_after(1.5)
 
-    result = migrate("deploy", "--statement-lock-timeout", "300ms", "--lock-retries", "10",
-                     "--lock-retry-delay", "100ms")
+    result = migrate(
+        "deploy",
+        "--statement-lock-timeout",
+        "300ms",
+        "--lock-retries",
+        "10",
+        "--lock-retry-delay",
+        "100ms",
+    )
 
     assert result.code == 0, result.output
     assert "retry 1/10" in result.err
@@ -224,7 +252,8 @@ def test_a_lock_timeout_inside_the_files_own_transaction_retries_the_whole_block
 
 
 def test_deploy_refuses_an_edited_migration_before_any_change(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """An applied migration edited afterwards stops deploy with exit 5 (the hook Job fails
     and the old pods keep serving) instead of applying the rest and leaving every new pod's
     ``wait`` to fail; ``--allow-drift`` goes on deliberately."""
@@ -245,15 +274,20 @@ def test_deploy_refuses_an_edited_migration_before_any_change(
     assert "b" in db.tables()
 
 
-@pytest.mark.parametrize("existing", [
-    "CREATE VIEW v AS SELECT 1 AS x",
-    "CREATE MATERIALIZED VIEW m AS SELECT 1 AS x",
-    "CREATE TABLE p (x int) PARTITION BY RANGE (x)",
-    "CREATE TABLE spatial_ref_sys (srid int PRIMARY KEY); "
-    "CREATE VIEW geometry_columns AS SELECT 1 AS x",
-], ids=["view", "materialized-view", "partitioned-table", "postgis"])
-def test_only_ordinary_tables_need_a_baseline(db: Database, migrations: MigrationsFolder,
-                                              migrate: Migrator, existing: str) -> None:
+@pytest.mark.parametrize(
+    "existing",
+    [
+        "CREATE VIEW v AS SELECT 1 AS x",
+        "CREATE MATERIALIZED VIEW m AS SELECT 1 AS x",
+        "CREATE TABLE p (x int) PARTITION BY RANGE (x)",
+        "CREATE TABLE spatial_ref_sys (srid int PRIMARY KEY); "
+        "CREATE VIEW geometry_columns AS SELECT 1 AS x",
+    ],
+    ids=["view", "materialized-view", "partitioned-table", "postgis"],
+)
+def test_only_ordinary_tables_need_a_baseline(
+    db: Database, migrations: MigrationsFolder, migrate: Migrator, existing: str
+) -> None:
     """P3005 as Prisma decides it: views, partitioned tables and PostGIS's own tables do
     not make a fresh database look like one that needs baselining."""
     db.run(existing)
@@ -265,8 +299,9 @@ def test_only_ordinary_tables_need_a_baseline(db: Database, migrations: Migratio
     assert db.applied() == ["20240101000000_init"]
 
 
-def test_an_ordinary_table_still_needs_a_baseline(db: Database, migrations: MigrationsFolder,
-                                                  migrate: Migrator) -> None:
+def test_an_ordinary_table_still_needs_a_baseline(
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     db.run("CREATE TABLE legacy (x int)")
     migrations.add("20240101000000_init", "CREATE TABLE a (x int);")
 
@@ -276,7 +311,8 @@ def test_an_ordinary_table_still_needs_a_baseline(db: Database, migrations: Migr
 
 
 def test_status_json_shows_the_files_checksum_for_a_pending_migration_rolled_back_before(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """A failed migration, resolved as rolled back and fixed: what deploy will apply is the
     fixed file, so that is the checksum status shows."""
     migrations.add("20240101000000_bad", "CREATE TABLE a (x nonexistent_type);")
@@ -306,15 +342,18 @@ def test_connections_use_tcp_keepalives(db: Database) -> None:
 
 
 def test_wait_reconnects_after_its_backend_is_terminated(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator) -> None:
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     """A failover or an administrator's pg_terminate_backend is not the end of ``wait``:
     it connects again and goes on waiting."""
     migrations.add("20240101000000_init", "CREATE TABLE a (x int);")
     waiter = migrate.spawn("wait", "--timeout", "60s", "--interval", "200ms")
     try:
         wait_until(lambda: db.migrator_sessions() == 1, 20, "wait to connect")
-        db.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-               "application_name LIKE 'fast-note-migrate wait%%'")
+        db.run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+            "application_name LIKE 'fast-note-migrate wait%%'"
+        )
         wait_until(lambda: db.migrator_sessions() == 1, 20, "wait to connect again")
         assert migrate("deploy").code == 0
         _, err = waiter.communicate(timeout=30)
@@ -332,8 +371,9 @@ def test_wait_reconnects_after_a_database_restart(migrations: MigrationsFolder) 
     with PostgresServer() as server:
         database = Database.on(server)
         migrate = Migrator(database.url(), migrations.path)
-        waiter = migrate.spawn("wait", "--timeout", "60s", "--interval", "200ms",
-                               "--connect-timeout", "30s")
+        waiter = migrate.spawn(
+            "wait", "--timeout", "60s", "--interval", "200ms", "--connect-timeout", "30s"
+        )
         try:
             wait_until(lambda: database.migrator_sessions() == 1, 20, "wait to connect")
             server.restart()

@@ -14,21 +14,22 @@ def _lines(stderr: str) -> list[dict[str, Any]]:
 
 
 def test_json_lines_carry_the_verb_the_pod_and_each_migrations_duration(
-        migrations: MigrationsFolder, migrate: Migrator) -> None:
+    migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     name = migrations.add("20240101000000_init", "CREATE TABLE a (x int);")
 
     result = migrate.run("deploy", "--log-format", "json", HOSTNAME="notes-migrate-x1")
 
     assert result.code == 0, result.output
     lines = _lines(result.err)
-    assert all(line["verb"] == "deploy" and line["pod"] == "notes-migrate-x1"
-               for line in lines)
+    assert all(line["verb"] == "deploy" and line["pod"] == "notes-migrate-x1" for line in lines)
     [applied] = [line for line in lines if line["message"].startswith(f"applied {name}")]
     assert applied["migration"] == name and applied["duration_s"] >= 0
 
 
 def test_a_failed_migrations_json_error_names_it_with_sqlstate_and_exit_code(
-        migrations: MigrationsFolder, migrate: Migrator) -> None:
+    migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     name = migrations.add("20240101000000_bad", "CREATE TABLE a (x no_such_type);")
 
     result = migrate.run("deploy", "--log-format", "json")
@@ -41,8 +42,9 @@ def test_a_failed_migrations_json_error_names_it_with_sqlstate_and_exit_code(
     assert "traceback" not in json.dumps(errors)
 
 
-def test_verbose_prints_the_traceback_in_text_and_json(migrations: MigrationsFolder,
-                                                       migrate: Migrator) -> None:
+def test_verbose_prints_the_traceback_in_text_and_json(
+    migrations: MigrationsFolder, migrate: Migrator
+) -> None:
     migrations.add("20240101000000_bad", "CREATE TABLE a (x no_such_type);")
 
     text = migrate.run("deploy", "-v")

@@ -11,7 +11,8 @@ from testkit.migrations_folder import MigrationsFolder
 
 
 def test_a_password_equal_to_other_text_hides_only_itself(
-        db: Database, migrations: MigrationsFolder) -> None:
+    db: Database, migrations: MigrationsFolder
+) -> None:
     """With the password ``public`` the schema is still shown as ``public``."""
     migrations.add("20240101000000_init", "CREATE TABLE a (x int);")
     parts = urlsplit(db.url(schema="public"))
@@ -43,6 +44,7 @@ def test_redact_masks_secret_parameters_in_urls_and_conninfo() -> None:
     assert redact("host=db password=s3cret user=app") == "host=db password=**** user=app"
     assert redact("dbname=x password='a b c'") == "dbname=x password=****"
     assert redact("prisma+postgres://a.example/?api_key=k3y&x=1") == (
-        "prisma+postgres://a.example/?api_key=****&x=1")
+        "prisma+postgres://a.example/?api_key=****&x=1"
+    )
     assert redact("postgresql://u:p@ss@host/db") == "postgresql://u:****@host/db"
     assert redact("the schema public") == "the schema public"

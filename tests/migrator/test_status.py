@@ -10,8 +10,9 @@ from testkit.database import Database
 from testkit.migrations_folder import PRISMA_LAST, MigrationsFolder
 
 
-def test_status_lists_pending_migrations_and_exits_3(migrate: Migrator,
-                                                     migrations: MigrationsFolder) -> None:
+def test_status_lists_pending_migrations_and_exits_3(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """On an empty database every local migration is pending."""
     names = migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("status")
@@ -21,7 +22,8 @@ def test_status_lists_pending_migrations_and_exits_3(migrate: Migrator,
 
 
 def test_status_json_is_one_document_with_every_state(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """--json prints one parseable document on stdout; logs stay on stderr."""
     migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
@@ -31,13 +33,17 @@ def test_status_json_is_one_document_with_every_state(
     assert result.code == 3 and document["exit_code"] == 3
     assert document["up_to_date"] is False
     assert document["summary"]["applied"] == 6 and document["summary"]["pending"] == 1
-    assert document["migrations"][-1] == {**document["migrations"][-1],
-                                          "name": "20990101000000_new", "state": "pending"}
+    assert document["migrations"][-1] == {
+        **document["migrations"][-1],
+        "name": "20990101000000_new",
+        "state": "pending",
+    }
     assert document["database"].startswith("postgresql://")
 
 
 def test_status_reports_a_failed_migration_with_its_logs_and_exits_4(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """The failed state comes first, with the database error."""
     bad = migrations.add("bad", "SELECT * FROM missing_table;")
     migrate("deploy")
@@ -48,7 +54,8 @@ def test_status_reports_a_failed_migration_with_its_logs_and_exits_4(
 
 
 def test_status_reports_missing_locally_as_drift(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A migration applied but absent from the folder: exit 5, named."""
     name = migrations.add("gone", "CREATE TABLE g (id int);")
     assert migrate("deploy").code == 0
@@ -58,8 +65,9 @@ def test_status_reports_missing_locally_as_drift(
     assert f"MISSING locally   {name}" in result.out
 
 
-def test_wait_returns_once_another_process_has_deployed(migrate: Migrator,
-                                                       migrations: MigrationsFolder) -> None:
+def test_wait_returns_once_another_process_has_deployed(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A replica waiting for the schema starts when the migrating Job is done."""
     migrations.copy_examples(upto=PRISMA_LAST)
     waiter = migrate.spawn("wait", "--timeout", "60s", "--interval", "200ms")
@@ -79,8 +87,9 @@ def test_wait_times_out_with_exit_3(migrate: Migrator, migrations: MigrationsFol
     assert "still pending" in result.err and first in result.err
 
 
-def test_wait_stops_at_once_when_a_failed_migration_blocks(migrate: Migrator,
-                                                           migrations: MigrationsFolder) -> None:
+def test_wait_stops_at_once_when_a_failed_migration_blocks(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """No point waiting for a history that cannot move: exit 4 without using the timeout."""
     bad = migrations.add("bad", "SELECT * FROM missing;")
     migrate("deploy")
@@ -89,7 +98,8 @@ def test_wait_stops_at_once_when_a_failed_migration_blocks(migrate: Migrator,
 
 
 def test_wait_accepts_a_database_that_is_ahead(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """After a helm rollback the old image has fewer migrations: it must still start."""
     migrations.add("one", "CREATE TABLE a (id int);")
     newer = migrations.add("two", "CREATE TABLE b (id int);")
@@ -100,8 +110,9 @@ def test_wait_accepts_a_database_that_is_ahead(
     assert verify.code == 0 and "ahead by 1" in verify.out
 
 
-def test_wait_refuses_an_edited_migration_with_exit_5(migrate: Migrator,
-                                                      migrations: MigrationsFolder) -> None:
+def test_wait_refuses_an_edited_migration_with_exit_5(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """An image whose migration differs from what was applied never becomes ready."""
     name = migrations.add("one", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0
@@ -109,8 +120,9 @@ def test_wait_refuses_an_edited_migration_with_exit_5(migrate: Migrator,
     assert migrate("wait", "--timeout", "10m").code == 5
 
 
-def test_verify_passes_on_an_up_to_date_database(migrate: Migrator,
-                                                 migrations: MigrationsFolder) -> None:
+def test_verify_passes_on_an_up_to_date_database(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """Every check is listed as ok."""
     migrations.copy_examples(upto=PRISMA_LAST)
     assert migrate("deploy").code == 0
@@ -119,8 +131,9 @@ def test_verify_passes_on_an_up_to_date_database(migrate: Migrator,
     assert "[ok] no pending migration" in result.out and "verify: OK" in result.out
 
 
-def test_verify_fails_on_pending_migrations_with_exit_3(migrate: Migrator,
-                                                        migrations: MigrationsFolder) -> None:
+def test_verify_fails_on_pending_migrations_with_exit_3(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """The image has a migration the database lacks."""
     migrations.copy_examples(upto=PRISMA_LAST)
     result = migrate("verify")
@@ -128,8 +141,9 @@ def test_verify_fails_on_pending_migrations_with_exit_3(migrate: Migrator,
     assert "[FAIL] no pending migration" in result.out
 
 
-def test_verify_fails_on_an_edited_migration_with_exit_5(migrate: Migrator,
-                                                         migrations: MigrationsFolder) -> None:
+def test_verify_fails_on_an_edited_migration_with_exit_5(
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """An applied migration edited afterwards."""
     name = migrations.add("one", "CREATE TABLE a (id int);")
     assert migrate("deploy").code == 0

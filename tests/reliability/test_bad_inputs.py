@@ -17,17 +17,30 @@ from .bad_inputs import PASSWORD, ROWS, BadInput, markdown
 
 def expand(text: str, db: Database, folder: Path) -> str:
     server = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{db.port}"
-    return text.format(server=server, url=f"{server}/{db.name}?schema=public", db=db.name,
-                       port=db.port, dir=folder, free_port=free_port())
+    return text.format(
+        server=server,
+        url=f"{server}/{db.name}?schema=public",
+        db=db.name,
+        port=db.port,
+        dir=folder,
+        free_port=free_port(),
+    )
 
 
-PARAMS = [pytest.param(r, id=r.id, marks=[pytest.mark.xfail(reason=r.known_bug, strict=True)]
-                       if r.known_bug else []) for r in ROWS]
+PARAMS = [
+    pytest.param(
+        r,
+        id=r.id,
+        marks=[pytest.mark.xfail(reason=r.known_bug, strict=True)] if r.known_bug else [],
+    )
+    for r in ROWS
+]
 
 
 @pytest.mark.parametrize("row", PARAMS)
-def test_bad_input(row: BadInput, db: Database, migrations: MigrationsFolder,
-                   tmp_path: Path) -> None:
+def test_bad_input(
+    row: BadInput, db: Database, migrations: MigrationsFolder, tmp_path: Path
+) -> None:
     row.folder(migrations)
     if row.sql:
         db.run(row.sql)
@@ -43,7 +56,7 @@ def test_bad_input(row: BadInput, db: Database, migrations: MigrationsFolder,
     assert row.message in output, f"{row.message!r} not in:\n{output}"
     if row.hint:
         assert "what to do:" in output, output
-        what_to_do = output[output.index("what to do:"):]
+        what_to_do = output[output.index("what to do:") :]
         assert row.hint in what_to_do, f"{row.hint!r} not in the hint:\n{output}"
     else:  # argparse answers: the usage line
         assert "usage: fast-note-migrate" in result.err, output
@@ -63,4 +76,5 @@ def test_docs_errors_md_is_generated_from_the_table() -> None:
     doc = REPO / "docs" / "errors.md"
     assert doc.read_text() == markdown(), (
         "docs/errors.md is stale: python -m tests.reliability.bad_inputs --markdown "
-        "> docs/errors.md")
+        "> docs/errors.md"
+    )

@@ -30,11 +30,16 @@ def holder(db: Database) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     conn.close()
 
 
-@pytest.mark.parametrize("argv", [("deploy",), ("resolve", "--applied", "20240101000001_a")],
-                         ids=["deploy", "resolve"])
+@pytest.mark.parametrize(
+    "argv", [("deploy",), ("resolve", "--applied", "20240101000001_a")], ids=["deploy", "resolve"]
+)
 def test_waits_then_names_the_holder_and_changes_nothing(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator,
-        holder: psycopg.Connection[tuple[Any, ...]], argv: tuple[str, ...]) -> None:
+    db: Database,
+    migrations: MigrationsFolder,
+    migrate: Migrator,
+    holder: psycopg.Connection[tuple[Any, ...]],
+    argv: tuple[str, ...],
+) -> None:
     migrations.add("20240101000001_a", "CREATE TABLE a (id int);")
     before = db.snapshot()
     started = time.monotonic()
@@ -53,13 +58,21 @@ def test_waits_then_names_the_holder_and_changes_nothing(
 
 
 def test_waits_for_the_holder_then_deploys(
-        db: Database, migrations: MigrationsFolder, migrate: Migrator,
-        holder: psycopg.Connection[tuple[Any, ...]]) -> None:
+    db: Database,
+    migrations: MigrationsFolder,
+    migrate: Migrator,
+    holder: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     """The holder lets go after 1.5 s: deploy, which was waiting, takes over and applies."""
     migrations.add("a", "CREATE TABLE a (id int);")
     proc = migrate.spawn("deploy", "--lock-timeout", "30s", HOSTNAME="job-7f9c")
-    wait_until(lambda: db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                 "AND NOT granted") == 1, what="deploy queued on the lock")
+    wait_until(
+        lambda: (
+            db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            == 1
+        ),
+        what="deploy queued on the lock",
+    )
     assert db.tables() == []
     release = threading.Timer(1.5, lambda: holder.execute("SELECT pg_advisory_unlock_all()"))
     release.start()

@@ -27,8 +27,11 @@ def build(migrations: MigrationsFolder) -> list[str]:
     names = []
     for i in range(1, COUNT + 1):
         name = f"20240101{i:06d}_slow{i:02d}"
-        migrations.add(name, f"CREATE TABLE s{i:02d} (id int);\n"
-                             f"INSERT INTO s{i:02d} VALUES ({i});\nSELECT pg_sleep(0.1);\n")
+        migrations.add(
+            name,
+            f"CREATE TABLE s{i:02d} (id int);\n"
+            f"INSERT INTO s{i:02d} VALUES ({i});\nSELECT pg_sleep(0.1);\n",
+        )
         names.append(name)
     return names
 
@@ -39,7 +42,7 @@ def consistent(db: Database, names: list[str]) -> list[str]:
     rows = sorted(db.history(), key=lambda r: r.name)
     assert all(r.finished and not r.rolled_back for r in rows), rows
     recorded = [r.name for r in rows]
-    assert recorded == names[:len(recorded)]
+    assert recorded == names[: len(recorded)]
     tables = set(db.tables())
     for i, name in enumerate(names, 1):
         assert (f"s{i:02d}" in tables) == (name in recorded), name
@@ -47,16 +50,20 @@ def consistent(db: Database, names: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_postgres_restart_mid_deploy(own_server: PostgresServer, migrations: MigrationsFolder,
-                                     mode: str) -> None:
+def test_postgres_restart_mid_deploy(
+    own_server: PostgresServer, migrations: MigrationsFolder, mode: str
+) -> None:
     """`fast` ends every session (a planned restart); `immediate` is a crash with
     recovery. The migration in flight is rolled back by PostgreSQL, and not recorded."""
     names = build(migrations)
     db = Database.on(own_server, prefix="r_")
     migrator = Migrator(db.url(), migrations.path)
     deployer = migrator.spawn("deploy", MIGRATE_CONNECT_TIMEOUT="20s")
-    wait_until(lambda: sum(r.finished for r in db.history(missing_ok=True)) >= 3,
-               timeout=60, what="3 migrations applied")
+    wait_until(
+        lambda: sum(r.finished for r in db.history(missing_ok=True)) >= 3,
+        timeout=60,
+        what="3 migrations applied",
+    )
     own_server.stop(mode)
     own_server.start()
     out, err = deployer.communicate(timeout=120)

@@ -36,11 +36,14 @@ def build(migrations: MigrationsFolder) -> list[str]:
     names = [migrations.add("20240101000001_log", "CREATE TABLE applied (name text PRIMARY KEY);")]
     for i in range(2, COUNT + 1):
         name = f"20240101{i:06d}_m{i:02d}"
-        migrations.add(name, f"CREATE TABLE t{i:02d} (id int PRIMARY KEY, note text);\n"
-                             f"INSERT INTO t{i:02d} SELECT g, 'row ' || g "
-                             f"FROM generate_series(1, 200) g;\n"
-                             f"SELECT pg_sleep(0.003);\n"
-                             f"INSERT INTO applied VALUES ('{name}');\n")
+        migrations.add(
+            name,
+            f"CREATE TABLE t{i:02d} (id int PRIMARY KEY, note text);\n"
+            f"INSERT INTO t{i:02d} SELECT g, 'row ' || g "
+            f"FROM generate_series(1, 200) g;\n"
+            f"SELECT pg_sleep(0.003);\n"
+            f"INSERT INTO applied VALUES ('{name}');\n",
+        )
         names.append(name)
     return names
 
@@ -53,13 +56,13 @@ def check_consistent(db: Database, names: list[str]) -> int:
     """History and schema agree; returns how many migrations are applied."""
     rows = sorted(db.history(missing_ok=True), key=lambda r: r.name)
     recorded = [r.name for r in rows]
-    assert all(r.finished and not r.rolled_back and r.steps == 1 for r in rows), \
+    assert all(r.finished and not r.rolled_back and r.steps == 1 for r in rows), (
         f"unfinished or failed rows: {rows}"
+    )
     assert len(set(recorded)) == len(recorded), f"a migration recorded twice: {recorded}"
-    assert recorded == names[:len(recorded)], "the applied migrations are not a prefix"
+    assert recorded == names[: len(recorded)], "the applied migrations are not a prefix"
     tables = set(db.tables())
-    logged = ({r[0] for r in db.query("SELECT name FROM applied")}
-              if "applied" in tables else set())
+    logged = {r[0] for r in db.query("SELECT name FROM applied")} if "applied" in tables else set()
     for i, name in enumerate(names, 1):
         has_table = "applied" in tables if i == 1 else f"t{i:02d}" in tables
         is_recorded = name in recorded
@@ -82,8 +85,12 @@ def calibrate(server: PostgresServer, migrations: MigrationsFolder) -> float:
         scratch.drop()
 
 
-def kill_at_random_moments(pg_server: PostgresServer, migrations: MigrationsFolder,
-                           capsys: pytest.CaptureFixture[str], runs: int) -> Counter[str]:
+def kill_at_random_moments(
+    pg_server: PostgresServer,
+    migrations: MigrationsFolder,
+    capsys: pytest.CaptureFixture[str],
+    runs: int,
+) -> Counter[str]:
     names = build(migrations)
     total = calibrate(pg_server, migrations)
     seed = int(os.environ.get("KILL_SEED") or random.randrange(1 << 30))
@@ -99,9 +106,15 @@ def kill_at_random_moments(pg_server: PostgresServer, migrations: MigrationsFold
             code = victim.wait(timeout=30)
             db.settle()
             applied = check_consistent(db, names)
-            outcomes["finished" if code == 0 else
-                     "before any" if applied == 0 else
-                     "mid-deploy" if applied < COUNT else "after the last"] += 1
+            outcomes[
+                "finished"
+                if code == 0
+                else "before any"
+                if applied == 0
+                else "mid-deploy"
+                if applied < COUNT
+                else "after the last"
+            ] += 1
             result = Migrator(db.url(), migrations.path, capsys)("deploy")
             assert result.code == 0, f"iteration {iteration}, seed {seed}: {result.err}"
             assert check_consistent(db, names) == COUNT
@@ -109,25 +122,28 @@ def kill_at_random_moments(pg_server: PostgresServer, migrations: MigrationsFold
             assert len(db.history()) == COUNT
             db.settle()
         except AssertionError as exc:
-            raise AssertionError(f"iteration {iteration}, seed {seed}, killed after "
-                                 f"{delay:.3f}s: {exc}") from None
+            raise AssertionError(
+                f"iteration {iteration}, seed {seed}, killed after {delay:.3f}s: {exc}"
+            ) from None
         finally:
             db.drop()
-    print(f"{runs} kills (KILL_SEED={seed}, a whole deploy takes {total:.2f}s): "
-          f"{dict(outcomes)}")
+    print(f"{runs} kills (KILL_SEED={seed}, a whole deploy takes {total:.2f}s): {dict(outcomes)}")
     return outcomes
 
 
-def test_sigkill_at_random_moments(pg_server: PostgresServer, migrations: MigrationsFolder,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
-    outcomes = kill_at_random_moments(pg_server, migrations, capsys,
-                                      iterations("KILL_ITERATIONS", 10))
+def test_sigkill_at_random_moments(
+    pg_server: PostgresServer, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcomes = kill_at_random_moments(
+        pg_server, migrations, capsys, iterations("KILL_ITERATIONS", 10)
+    )
     assert sum(outcomes.values()) == iterations("KILL_ITERATIONS", 10)
 
 
 @pytest.mark.slow
-def test_sigkill_soak(pg_server: PostgresServer, migrations: MigrationsFolder,
-                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_sigkill_soak(
+    pg_server: PostgresServer, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = iterations("SOAK_ITERATIONS", 100)
     outcomes = kill_at_random_moments(pg_server, migrations, capsys, runs)
     assert outcomes["mid-deploy"] >= runs // 10, f"too few kills landed mid-deploy: {outcomes}"

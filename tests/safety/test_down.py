@@ -8,7 +8,8 @@ from testkit.migrations_folder import PRISMA_LAST, MigrationsFolder
 
 
 def test_down_then_deploy_again_restores_the_schema_exactly(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Undo the whole email rename (contract, CONCURRENTLY index, trigger …), check the old
     column is back, deploy again: pg_dump --schema-only is byte for byte the same."""
     migrations.copy_examples()
@@ -32,7 +33,8 @@ def test_down_then_deploy_again_restores_the_schema_exactly(
 
 
 def test_down_refuses_when_a_migration_in_the_range_has_no_down_sql(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Exit 2, naming the migration, and nothing is undone."""
     migrations.copy_examples()
     assert migrate("deploy").code == 0
@@ -46,26 +48,33 @@ def test_down_refuses_when_a_migration_in_the_range_has_no_down_sql(
 
 
 def test_down_dry_run_shows_the_plan_newest_first_and_changes_nothing(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     migrations.copy_examples()
     assert migrate("deploy").code == 0
     result = migrate("down", "--to", "20240401090200_index_user_email_address", "--dry-run")
     assert result.code == 0
-    planned = [line.split()[3] for line in result.out.splitlines()
-               if line.startswith("would roll back")]
-    assert planned == ["20240415090000_drop_user_email",
-                       "20240401090400_validate_user_email_address",
-                       "20240401090300_check_user_email_address"]
+    planned = [
+        line.split()[3] for line in result.out.splitlines() if line.startswith("would roll back")
+    ]
+    assert planned == [
+        "20240415090000_drop_user_email",
+        "20240401090400_validate_user_email_address",
+        "20240401090300_check_user_email_address",
+    ]
     assert not any(r.rolled_back for r in db.history())
 
 
 def test_failing_down_sql_leaves_its_migration_applied(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """A down.sql that fails rolls back with its transaction: the row stays applied."""
-    migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT);\n',
-                   down='DROP TABLE "T";\n')
-    migrations.add("20240102000000_add_b", 'ALTER TABLE "T" ADD COLUMN "b" INT;\n',
-                   down='ALTER TABLE "T" DROP COLUMN "b";\nALTER TABLE "T" DROP COLUMN "nope";\n')
+    migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT);\n', down='DROP TABLE "T";\n')
+    migrations.add(
+        "20240102000000_add_b",
+        'ALTER TABLE "T" ADD COLUMN "b" INT;\n',
+        down='ALTER TABLE "T" DROP COLUMN "b";\nALTER TABLE "T" DROP COLUMN "nope";\n',
+    )
     assert migrate("deploy").code == 0
     result = migrate("down", "--to", "20240101000000_init")
     assert result.code == 1
@@ -75,7 +84,8 @@ def test_failing_down_sql_leaves_its_migration_applied(
 
 
 def test_down_to_a_migration_that_is_not_applied_is_a_usage_error(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT);\n')
     assert migrate("deploy").code == 0
     result = migrate("down", "--to", "20990101000000_future")

@@ -21,7 +21,8 @@ CONTRACT = "20240415090000_drop_user_email"
 
 
 def test_rename_across_two_releases_with_expand_and_contract_runs(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Release N expands (both columns); release N+1's pre-upgrade run skips the contract
     step, its pods' wait and helm test pass, and the post-upgrade run drops the column."""
     migrations.copy_examples(upto=PRISMA_LAST)
@@ -57,22 +58,28 @@ def test_rename_across_two_releases_with_expand_and_contract_runs(
 
 
 def test_expand_run_refuses_an_expand_migration_after_a_pending_contract_one(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """Applying the later expand step would mean skipping the contract step (history out
     of name order); the run refuses before changing anything."""
     migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
-    migrations.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
-                   'ALTER TABLE "T" DROP COLUMN "b";\n')
+    migrations.add(
+        "20240102000000_drop_b",
+        '-- fast-note-migrate: phase=contract\nALTER TABLE "T" DROP COLUMN "b";\n',
+    )
     migrations.add("20240103000000_add_c", 'ALTER TABLE "T" ADD COLUMN "c" INT;\n')
     result = migrate("deploy", "--phase", "expand", "--lint-policy", "off")
     assert result.code == 2
-    assert "expand migration 20240103000000_add_c comes after the pending contract " \
+    assert (
+        "expand migration 20240103000000_add_c comes after the pending contract "
         "migration 20240102000000_drop_b" in result.err
+    )
     assert not db.has_history_table()
 
 
 def test_default_phase_applies_contract_migrations_in_order(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database) -> None:
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
     """--phase all (the default) applies everything in name order, as Prisma does."""
     migrations.copy_examples()
     assert migrate("deploy").code == 0
@@ -80,7 +87,8 @@ def test_default_phase_applies_contract_migrations_in_order(
 
 
 def test_unknown_phase_marker_is_a_usage_error(
-        migrate: Migrator, migrations: MigrationsFolder) -> None:
+    migrate: Migrator, migrations: MigrationsFolder
+) -> None:
     """A typo in the marker is not silently treated as expand."""
     migrations.add("20240101000000_x", "-- fast-note-migrate: phase=contrakt\nSELECT 1;\n")
     result = migrate("deploy", "--phase", "expand")
@@ -89,16 +97,27 @@ def test_unknown_phase_marker_is_a_usage_error(
 
 # The rollout decision, on plain data ---------------------------------------------------
 
+
 def _deployment(**changes: object) -> DeploymentState:
     base: dict[str, object] = dict(
-        name="fast-note", uid="d1", generation=3, observed_generation=3, replicas=3,
-        updated_replicas=3, current_replicas=3, available_replicas=3)
+        name="fast-note",
+        uid="d1",
+        generation=3,
+        observed_generation=3,
+        replicas=3,
+        updated_replicas=3,
+        current_replicas=3,
+        available_replicas=3,
+    )
     base.update(changes)
     return DeploymentState(**base)  # type: ignore[arg-type]
 
 
-RS = [ReplicaSetState("fast-note-old", "d1", 1), ReplicaSetState("fast-note-new", "d1", 2),
-      ReplicaSetState("someone-else", "other", 9)]
+RS = [
+    ReplicaSetState("fast-note-old", "d1", 1),
+    ReplicaSetState("fast-note-new", "d1", 2),
+    ReplicaSetState("someone-else", "other", 9),
+]
 NEW_PODS = [PodState(f"fast-note-new-{i}", "fast-note-new") for i in range(3)]
 
 
@@ -107,16 +126,23 @@ def test_rollout_is_done_when_all_new_pods_are_available_and_no_old_pod_remains(
     assert verdict.done and "ReplicaSet fast-note-new" in verdict.message
 
 
-@pytest.mark.parametrize(("changes", "pods", "expected"), [
-    ({"observed_generation": 2}, NEW_PODS, "generation 3"),
-    ({"updated_replicas": 1}, NEW_PODS, "1 of 3 new pods created"),
-    ({"current_replicas": 4}, NEW_PODS, "1 old pod(s) still running"),
-    ({"available_replicas": 2}, NEW_PODS, "2 of 3 new pods available"),
-    ({}, [*NEW_PODS, PodState("fast-note-old-x", "fast-note-old", terminating=True)],
-     "fast-note-old-x (terminating)"),
-])
+@pytest.mark.parametrize(
+    ("changes", "pods", "expected"),
+    [
+        ({"observed_generation": 2}, NEW_PODS, "generation 3"),
+        ({"updated_replicas": 1}, NEW_PODS, "1 of 3 new pods created"),
+        ({"current_replicas": 4}, NEW_PODS, "1 old pod(s) still running"),
+        ({"available_replicas": 2}, NEW_PODS, "2 of 3 new pods available"),
+        (
+            {},
+            [*NEW_PODS, PodState("fast-note-old-x", "fast-note-old", terminating=True)],
+            "fast-note-old-x (terminating)",
+        ),
+    ],
+)
 def test_rollout_is_not_done_while_old_pods_may_still_serve(
-        changes: dict[str, object], pods: list[PodState], expected: str) -> None:
+    changes: dict[str, object], pods: list[PodState], expected: str
+) -> None:
     verdict = decide(_deployment(**changes), RS, pods)
     assert not verdict.done and not verdict.failed and expected in verdict.message
 
@@ -137,8 +163,9 @@ def test_wait_returns_once_the_old_pod_is_gone() -> None:
     views = [(_deployment(), RS, [*NEW_PODS, old]), (_deployment(), RS, NEW_PODS)]
     calls: list[str] = []
 
-    def fetch(name: str, namespace: str) -> tuple[DeploymentState, list[ReplicaSetState],
-                                                   list[PodState]]:
+    def fetch(
+        name: str, namespace: str
+    ) -> tuple[DeploymentState, list[ReplicaSetState], list[PodState]]:
         calls.append(f"{namespace}/{name}")
         return views[min(len(calls) - 1, 1)]
 
@@ -147,8 +174,9 @@ def test_wait_returns_once_the_old_pod_is_gone() -> None:
 
 
 def test_wait_times_out_with_exit_3_and_says_what_is_left() -> None:
-    def fetch(name: str, namespace: str) -> tuple[DeploymentState, list[ReplicaSetState],
-                                                   list[PodState]]:
+    def fetch(
+        name: str, namespace: str
+    ) -> tuple[DeploymentState, list[ReplicaSetState], list[PodState]]:
         return _deployment(updated_replicas=1), RS, NEW_PODS
 
     with pytest.raises(NotUpToDate, match="1 of 3 new pods created") as info:
@@ -157,8 +185,9 @@ def test_wait_times_out_with_exit_3_and_says_what_is_left() -> None:
 
 
 def test_wait_stops_at_a_failed_rollout() -> None:
-    def fetch(name: str, namespace: str) -> tuple[DeploymentState, list[ReplicaSetState],
-                                                   list[PodState]]:
+    def fetch(
+        name: str, namespace: str
+    ) -> tuple[DeploymentState, list[ReplicaSetState], list[PodState]]:
         return _deployment(deadline_exceeded=True), RS, NEW_PODS
 
     with pytest.raises(MigrateError, match="progress deadline"):
@@ -173,38 +202,70 @@ def test_rollout_reads_the_kubernetes_objects_it_decides_on() -> None:
 
     from fast_note_migrate.rollout import read
 
-    def meta(name: str, owner: tuple[str, str, str] | None = None,
-             **extra: object) -> k8s.V1ObjectMeta:
-        refs = [k8s.V1OwnerReference(api_version="apps/v1", kind=owner[0], name=owner[1],
-                                     uid=owner[2])] if owner else None
+    def meta(
+        name: str, owner: tuple[str, str, str] | None = None, **extra: object
+    ) -> k8s.V1ObjectMeta:
+        refs = (
+            [
+                k8s.V1OwnerReference(
+                    api_version="apps/v1", kind=owner[0], name=owner[1], uid=owner[2]
+                )
+            ]
+            if owner
+            else None
+        )
         return k8s.V1ObjectMeta(name=name, owner_references=refs, **extra)
 
     deployment = k8s.V1Deployment(
         metadata=meta("fast-note", uid="d1", generation=4),
-        spec=k8s.V1DeploymentSpec(replicas=2, selector=k8s.V1LabelSelector(
-            match_labels={"app": "fast-note"}), template=k8s.V1PodTemplateSpec()),
-        status=k8s.V1DeploymentStatus(observed_generation=4, replicas=2, updated_replicas=2,
-                                      available_replicas=2))
-    sets = [k8s.V1ReplicaSet(metadata=meta(
-        f"fast-note-{r}", ("Deployment", "fast-note", "d1"),
-        annotations={"deployment.kubernetes.io/revision": str(r)})) for r in (1, 2)]
-    pods = [k8s.V1Pod(metadata=meta("fast-note-1-a", ("ReplicaSet", "fast-note-1", "r1"),
-                                    deletion_timestamp="2026-01-01T00:00:00Z"))]
+        spec=k8s.V1DeploymentSpec(
+            replicas=2,
+            selector=k8s.V1LabelSelector(match_labels={"app": "fast-note"}),
+            template=k8s.V1PodTemplateSpec(),
+        ),
+        status=k8s.V1DeploymentStatus(
+            observed_generation=4, replicas=2, updated_replicas=2, available_replicas=2
+        ),
+    )
+    sets = [
+        k8s.V1ReplicaSet(
+            metadata=meta(
+                f"fast-note-{r}",
+                ("Deployment", "fast-note", "d1"),
+                annotations={"deployment.kubernetes.io/revision": str(r)},
+            )
+        )
+        for r in (1, 2)
+    ]
+    pods = [
+        k8s.V1Pod(
+            metadata=meta(
+                "fast-note-1-a",
+                ("ReplicaSet", "fast-note-1", "r1"),
+                deletion_timestamp="2026-01-01T00:00:00Z",
+            )
+        )
+    ]
     selectors: list[str] = []
 
     def listing(items: list[object]) -> object:
         def call(namespace: str, label_selector: str) -> object:
             selectors.append(label_selector)
             return SimpleNamespace(items=items)
+
         return call
 
-    apps = SimpleNamespace(read_namespaced_deployment=lambda name, ns: deployment,
-                           list_namespaced_replica_set=listing(sets))
+    apps = SimpleNamespace(
+        read_namespaced_deployment=lambda name, ns: deployment,
+        list_namespaced_replica_set=listing(sets),
+    )
     core = SimpleNamespace(list_namespaced_pod=listing(pods))
     state, replicasets, pod_states = read(apps, core, "fast-note", "apps")
     assert state.generation == 4 and state.replicas == 2 and state.available_replicas == 2
     assert [(r.name, r.owner_uid, r.revision) for r in replicasets] == [
-        ("fast-note-1", "d1", 1), ("fast-note-2", "d1", 2)]
+        ("fast-note-1", "d1", 1),
+        ("fast-note-2", "d1", 2),
+    ]
     assert pod_states == [PodState("fast-note-1-a", "fast-note-1", terminating=True)]
     assert selectors == ["app=fast-note", "app=fast-note"]
     verdict = decide(state, replicasets, pod_states)
@@ -212,8 +273,12 @@ def test_rollout_reads_the_kubernetes_objects_it_decides_on() -> None:
 
 
 def test_contract_run_that_cannot_check_the_rollout_applies_nothing(
-        migrate: Migrator, migrations: MigrationsFolder, db: Database,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    migrate: Migrator,
+    migrations: MigrationsFolder,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: object,
+) -> None:
     """Without a cluster to ask, the contract run stops (exit 2) instead of trusting that
     the old pods are gone; with nothing pending it does not need to ask."""
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -221,8 +286,10 @@ def test_contract_run_that_cannot_check_the_rollout_applies_nothing(
     migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT, "b" INT);\n')
     assert migrate("deploy").code == 0
     assert migrate("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note").code == 0
-    migrations.add("20240102000000_drop_b", "-- fast-note-migrate: phase=contract\n"
-                   'ALTER TABLE "T" DROP COLUMN "b";\n')
+    migrations.add(
+        "20240102000000_drop_b",
+        '-- fast-note-migrate: phase=contract\nALTER TABLE "T" DROP COLUMN "b";\n',
+    )
     result = migrate("deploy", "--phase", "contract", "--wait-for-rollout", "fast-note")
     assert result.code == 2 and "no Kubernetes configuration found" in result.err
     assert db.columns("T") == ["a", "b"]

@@ -28,15 +28,18 @@ def main() -> int:
     mode = os.environ.get("FAST_NOTE_DEMO_KUBE", "auto").strip().lower() or "auto"
     out = Out()
     if mode not in ("0", "1", "auto"):
-        out.fail(f"FAST_NOTE_DEMO_KUBE={mode}: use 0 (embedded only), 1 (require the "
-                 "Kubernetes part) or auto")
+        out.fail(
+            f"FAST_NOTE_DEMO_KUBE={mode}: use 0 (embedded only), 1 (require the "
+            "Kubernetes part) or auto"
+        )
         return 2
     reason: str | None = "FAST_NOTE_DEMO_KUBE=0"
     if mode != "0":
         reason = unavailable_reason()
         if reason is not None and mode == "1":
-            out.fail(f"FAST_NOTE_DEMO_KUBE=1 but the Kubernetes part cannot run: {reason}; "
-                     f"{ENABLE_HINT}")
+            out.fail(
+                f"FAST_NOTE_DEMO_KUBE=1 but the Kubernetes part cannot run: {reason}; {ENABLE_HINT}"
+            )
             return 2
     code = run_embedded_demo(out)
     if reason is None and code != 0:
@@ -46,8 +49,10 @@ def main() -> int:
         code = max(code, run_kube_demo(out))
     elif mode == "auto":
         out.line()
-        out.line(f"Kubernetes part skipped: {reason}; {ENABLE_HINT} "
-                 "(FAST_NOTE_DEMO_KUBE=0 skips it silently).")
+        out.line(
+            f"Kubernetes part skipped: {reason}; {ENABLE_HINT} "
+            "(FAST_NOTE_DEMO_KUBE=0 skips it silently)."
+        )
     return code
 
 

@@ -58,6 +58,7 @@ ACTOR_COLOURS = {"replica-1": "36", "replica-2": "35", "replica-3": "34", "migra
 
 # Migrator processes ---------------------------------------------------------------
 
+
 @dataclass
 class Event:
     """One log line of a migrator process; ``at`` is seconds since the demo started."""
@@ -124,10 +125,18 @@ class Demo:
         return [sys.executable, "-m", "fast_note_migrate"]
 
     def env(self, hostname: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("MIGRATE_") and k not in ("DATABASE_URL", "MIGRATIONS_DIR")}
-        env.update(DATABASE_URL=self.database_url, MIGRATIONS_DIR=str(MIGRATIONS_DIR),
-                   MIGRATE_LOG_FORMAT="json", HOSTNAME=hostname, PYTHONUNBUFFERED="1")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MIGRATE_") and k not in ("DATABASE_URL", "MIGRATIONS_DIR")
+        }
+        env.update(
+            DATABASE_URL=self.database_url,
+            MIGRATIONS_DIR=str(MIGRATIONS_DIR),
+            MIGRATE_LOG_FORMAT="json",
+            HOSTNAME=hostname,
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
     def parse(self, line: str) -> Event:
@@ -150,16 +159,27 @@ class Demo:
 
     # running the migrator -------------------------------------------------------
 
-    def run(self, actor: str, verb: str, *args: str, expected_exit: int = 0,
-            hostname: str = "fast-note-demo") -> Run:
+    def run(
+        self,
+        actor: str,
+        verb: str,
+        *args: str,
+        expected_exit: int = 0,
+        hostname: str = "fast-note-demo",
+    ) -> Run:
         """Run one verb to completion; show its stdout and logs."""
         run = Run(actor, verb, hostname, expected_exit)
         self.runs.append(run)
         self.out.line(f"      $ fast-note-migrate {' '.join((verb, *args))}")
         run.started = self.now()
-        result = subprocess.run([*self.command(), verb, *args], env=self.env(hostname),
-                                capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
-                                check=False)
+        result = subprocess.run(
+            [*self.command(), verb, *args],
+            env=self.env(hostname),
+            capture_output=True,
+            text=True,
+            timeout=PROCESS_TIMEOUT,
+            check=False,
+        )
         run.ended, run.exit_code, run.stdout = self.now(), result.returncode, result.stdout
         run.events = [self.parse(line) for line in result.stderr.splitlines() if line.strip()]
         if run.stdout.strip():
@@ -178,16 +198,22 @@ class Demo:
             text += f", expected {run.expected_exit} ({exit_meaning(run.expected_exit)})"
         self.check(run.as_expected, text)
 
-    def spawn(self, actor: str, verb: str, *args: str, hostname: str,
-              expected_exit: int = 0) -> Run:
+    def spawn(
+        self, actor: str, verb: str, *args: str, hostname: str, expected_exit: int = 0
+    ) -> Run:
         """Start one verb in the background; its log lines go to ``self.lines``."""
         run = Run(actor, verb, hostname, expected_exit)
         self.runs.append(run)
         run.started = self.now()
         self.milestone(actor, f"started `{verb}` (HOSTNAME={hostname})", run.started)
         run.process = subprocess.Popen(
-            [*self.command(), verb, *args], env=self.env(hostname), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [*self.command(), verb, *args],
+            env=self.env(hostname),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
         def reader(run: Run = run) -> None:
             assert run.process is not None and run.process.stdout is not None
@@ -244,15 +270,20 @@ class Demo:
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
         self.database_url = pg.url(DATABASE, schema=SCHEMA)
         self.milestone("postgres", f"started, database {DATABASE} created")
-        who = (f"as user {UNPRIVILEGED_USER} (this demo runs as root and initdb refuses root)"
-               if os.geteuid() == 0 else f"as {pwd.getpwuid(os.geteuid()).pw_name}, not root")
-        self.note(f"PostgreSQL {version[0] if version else '?'} on 127.0.0.1:{pg.port}, "
-                  f"running {who}")
+        who = (
+            f"as user {UNPRIVILEGED_USER} (this demo runs as root and initdb refuses root)"
+            if os.geteuid() == 0
+            else f"as {pwd.getpwuid(os.geteuid()).pw_name}, not root"
+        )
+        self.note(
+            f"PostgreSQL {version[0] if version else '?'} on 127.0.0.1:{pg.port}, running {who}"
+        )
         self.note(f"data directory: {pg.datadir}")
         self.note(f"DATABASE_URL={self.database_url}")
         migrations = sorted(p.name for p in MIGRATIONS_DIR.iterdir() if p.is_dir())
-        self.note(f"MIGRATIONS_DIR={MIGRATIONS_DIR.relative_to(REPO)} "
-                  f"({len(migrations)} migrations)")
+        self.note(
+            f"MIGRATIONS_DIR={MIGRATIONS_DIR.relative_to(REPO)} ({len(migrations)} migrations)"
+        )
         return pg
 
     def note(self, text: str) -> None:
@@ -260,22 +291,29 @@ class Demo:
 
     def status_before(self) -> None:
         self.out.heading("[2/7] `status` before anything is applied")
-        self.note("Nothing is applied yet, so status lists every migration as pending "
-                  "and exits 3.")
+        self.note("Nothing is applied yet, so status lists every migration as pending and exits 3.")
         self.run("operator", "status", expected_exit=3)
 
     def rollout(self, expected: int) -> None:
-        self.out.heading(f"[3/7] {REPLICAS} replicas run `wait` while the migration Job "
-                         "runs `deploy`")
-        self.note(f"Each replica (an app pod's init container) runs `wait --timeout "
-                  f"{WAIT_TIMEOUT}` and")
-        self.note("polls until every migration is applied; the Job applies them "
-                  "a moment later.")
+        self.out.heading(
+            f"[3/7] {REPLICAS} replicas run `wait` while the migration Job runs `deploy`"
+        )
+        self.note(
+            f"Each replica (an app pod's init container) runs `wait --timeout {WAIT_TIMEOUT}` and"
+        )
+        self.note("polls until every migration is applied; the Job applies them a moment later.")
         self.note("Times are seconds since the demo started.")
         self.out.line()
         replicas = [
-            self.spawn(f"replica-{n}", "wait", "--timeout", WAIT_TIMEOUT,
-                       "--interval", WAIT_INTERVAL, hostname=f"fast-note-web-{n}")
+            self.spawn(
+                f"replica-{n}",
+                "wait",
+                "--timeout",
+                WAIT_TIMEOUT,
+                "--interval",
+                WAIT_INTERVAL,
+                hostname=f"fast-note-web-{n}",
+            )
             for n in range(1, REPLICAS + 1)
         ]
 
@@ -302,13 +340,17 @@ class Demo:
             rows = conn.execute(
                 "SELECT application_name FROM pg_stat_activity "
                 "WHERE application_name LIKE 'fast-note-migrate %' "
-                "ORDER BY application_name").fetchall()
+                "ORDER BY application_name"
+            ).fetchall()
         at = self.now()
-        self.out.line(f"      {f'+{at:.3f}s':>9} [demo] pg_stat_activity shows who is connected: "
-                      + (", ".join(f"'{r[0]}'" for r in rows) or "nobody"))
-        self.check(len(rows) == REPLICAS,
-                   f"{len(rows)} of {REPLICAS} replicas visible in pg_stat_activity "
-                   "by their pod name")
+        self.out.line(
+            f"      {f'+{at:.3f}s':>9} [demo] pg_stat_activity shows who is connected: "
+            + (", ".join(f"'{r[0]}'" for r in rows) or "nobody")
+        )
+        self.check(
+            len(rows) == REPLICAS,
+            f"{len(rows)} of {REPLICAS} replicas visible in pg_stat_activity by their pod name",
+        )
         self.out.line()
 
     def rollout_checks(self, replicas: list[Run], job: Run, expected: int) -> None:
@@ -317,21 +359,26 @@ class Demo:
             if run.ended is not None:
                 self.milestone(run.actor, f"`{run.verb}` exited {run.exit_code}", run.ended)
         saw_pending = [r for r in replicas if r.first(rf"^waiting for {expected} pending")]
-        self.check(len(saw_pending) == REPLICAS,
-                   f"{len(saw_pending)} of {REPLICAS} replicas found all {expected} migrations "
-                   "pending before the deploy started")
+        self.check(
+            len(saw_pending) == REPLICAS,
+            f"{len(saw_pending)} of {REPLICAS} replicas found all {expected} migrations "
+            "pending before the deploy started",
+        )
         for run in saw_pending:
             event = run.first("^waiting for")
             assert event is not None
             self.milestone(run.actor, f"waiting: {expected} pending", event.at)
         applied = job.first(r"^applied \d+ migration\(s\)")
         applied_count = int(re.findall(r"\d+", applied.message)[0]) if applied else 0
-        self.check(applied_count == expected,
-                   f"the Job's deploy applied {applied_count} of {expected} migrations")
+        self.check(
+            applied_count == expected,
+            f"the Job's deploy applied {applied_count} of {expected} migrations",
+        )
         first_apply = job.first("^applying ")
         if first_apply:
-            self.milestone(job.actor, f"applying {first_apply.message.split()[1]} (first)",
-                           first_apply.at)
+            self.milestone(
+                job.actor, f"applying {first_apply.message.split()[1]} (first)", first_apply.at
+            )
         if applied:
             self.milestone(job.actor, applied.message, applied.at)
         last_apply = [e for e in job.events if e.message.startswith("applying ")]
@@ -342,14 +389,17 @@ class Demo:
                 continue
             self.milestone(run.actor, "schema ready", event.at)
             if last_apply and event.at < last_apply[-1].at:
-                self.problems.append(f"{run.actor} saw the schema ready before the Job "
-                                     "started its last migration")
+                self.problems.append(
+                    f"{run.actor} saw the schema ready before the Job started its last migration"
+                )
                 continue
             ready.append(run)
         self.ready_replicas = len(ready)
-        self.check(len(ready) == REPLICAS,
-                   f"{len(ready)} of {REPLICAS} replicas saw the schema ready after the "
-                   "deploy, and only then")
+        self.check(
+            len(ready) == REPLICAS,
+            f"{len(ready)} of {REPLICAS} replicas saw the schema ready after the "
+            "deploy, and only then",
+        )
 
     def status_after(self) -> None:
         self.out.heading("[4/7] `status` after the deploy")
@@ -363,8 +413,9 @@ class Demo:
         self.out.heading("[6/7] `deploy` again: the next release's Job, nothing to do")
         run = self.run("migrate-job", "deploy", hostname="fast-note-migrate-job-2")
         self.milestone("migrate-job", "second deploy: nothing to apply", run.ended)
-        self.check(run.first("^no pending migrations") is not None,
-                   "the second deploy applied nothing")
+        self.check(
+            run.first("^no pending migrations") is not None, "the second deploy applied nothing"
+        )
 
     def history_check(self, expected: list[str]) -> list[tuple[str, int, float | None]]:
         self.out.heading(f"[7/7] Read {SCHEMA}._prisma_migrations")
@@ -386,9 +437,11 @@ class Demo:
             table.append((name, total if total == good else -total, rel))
         once = [n for n, total, _ in table if total == 1 and n in expected]
         self.applied_once = len(once)
-        self.check(len(once) == len(expected) == len(table),
-                   f"{len(once)} of {len(expected)} migrations recorded exactly once, "
-                   "finished and not rolled back")
+        self.check(
+            len(once) == len(expected) == len(table),
+            f"{len(once)} of {len(expected)} migrations recorded exactly once, "
+            "finished and not rolled back",
+        )
         return table
 
     def summary(self, expected: int) -> None:
@@ -403,11 +456,15 @@ class Demo:
             end = f"{run.ended * 1000:.0f}" if run.ended is not None else "-"
             code = run.exit_code if run.exit_code is not None else -1
             mark = "" if run.as_expected else f"  UNEXPECTED (wanted {run.expected_exit})"
-            self.note(f"  {run.actor:<12} {run.verb:<7} {run.hostname:<24} "
-                      f"{run.started * 1000:>8.0f} {end:>8}  {code} {exit_meaning(code)}{mark}")
+            self.note(
+                f"  {run.actor:<12} {run.verb:<7} {run.hostname:<24} "
+                f"{run.started * 1000:>8.0f} {end:>8}  {code} {exit_meaning(code)}{mark}"
+            )
         self.out.line()
-        self.note(f"Migrations applied: {self.applied_once} of {expected} exactly once "
-                  "(one row each in _prisma_migrations)")
+        self.note(
+            f"Migrations applied: {self.applied_once} of {expected} exactly once "
+            "(one row each in _prisma_migrations)"
+        )
         self.note(f"Replicas ready:     {self.ready_replicas} of {REPLICAS} saw the schema ready")
         self.note(f"Total time:         {self.now():.1f}s")
 
@@ -416,10 +473,14 @@ def run_embedded_demo(out: Out | None = None) -> int:
     """The demo on embedded defaults (no Kubernetes): returns the exit code."""
     out = out or Out()
     demo = Demo(out)
-    out.line(out.style("fast-note deploy kit demo: one migration Job, three app replicas, "
-                       "one PostgreSQL", "1"))
-    expected = sorted(p.name for p in MIGRATIONS_DIR.iterdir()
-                      if p.is_dir() and (p / "migration.sql").exists())
+    out.line(
+        out.style(
+            "fast-note deploy kit demo: one migration Job, three app replicas, one PostgreSQL", "1"
+        )
+    )
+    expected = sorted(
+        p.name for p in MIGRATIONS_DIR.iterdir() if p.is_dir() and (p / "migration.sql").exists()
+    )
     try:
         try:
             demo.start_database()

@@ -61,8 +61,10 @@ RELEASE = "fast-note"
 NAMESPACE = "fast-note-demo"
 DATABASE = "fast_note"
 REPLICAS = 2
-ENABLE_HINT = ("`make e2e-control-plane e2e-deps` (builds the control plane once, ~6 min) "
-               "or `make e2e` enables it")
+ENABLE_HINT = (
+    "`make e2e-control-plane e2e-deps` (builds the control plane once, ~6 min) "
+    "or `make e2e` enables it"
+)
 Json = dict[str, Any]
 SUMMARY_LINE = re.compile(r"^(\d+ pending migration|applied \d+ migration\(s\)|no pending)")
 
@@ -98,6 +100,7 @@ def helm_name() -> str:
 
 # Timeline -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Timeline:
     """Events with their time since ``t0``, printed as they are recorded (thread-safe)."""
@@ -110,8 +113,9 @@ class Timeline:
     def now(self) -> float:
         return time.time() - self.t0
 
-    def add(self, actor: str, what: str, at: float | None = None, show: bool = True,
-            key: bool = True) -> None:
+    def add(
+        self, actor: str, what: str, at: float | None = None, show: bool = True, key: bool = True
+    ) -> None:
         at = self.now() if at is None else at
         with self.lock:
             self.events.append((at, actor, what, key))
@@ -130,11 +134,14 @@ class Watcher:
         self.seen: set[tuple[str, str]] = set()
         self.job_pods: list[str] = []  # names of the Jobs' pods, in order of creation
         self.threads = [
-            threading.Thread(target=self.follow, args=(path, handle), daemon=True,
-                             name=f"demo-watch-{kind}")
+            threading.Thread(
+                target=self.follow, args=(path, handle), daemon=True, name=f"demo-watch-{kind}"
+            )
             for kind, path, handle in (
                 ("jobs", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs", self.job),
-                ("pods", f"/api/v1/namespaces/{NAMESPACE}/pods", self.pod))]
+                ("pods", f"/api/v1/namespaces/{NAMESPACE}/pods", self.pod),
+            )
+        ]
 
     def start(self) -> None:
         for thread in self.threads:
@@ -152,8 +159,10 @@ class Watcher:
         version = ""
         while not self.stopping.is_set():
             query = f"?watch=1&timeoutSeconds=300&resourceVersion={version}"
-            request = urllib.request.Request(self.cluster.server + path + query, headers={
-                "Authorization": f"Bearer {self.cluster.token}"})
+            request = urllib.request.Request(
+                self.cluster.server + path + query,
+                headers={"Authorization": f"Bearer {self.cluster.token}"},
+            )
             try:
                 with urllib.request.urlopen(request, context=ctx, timeout=5) as resp:
                     for raw in resp:
@@ -197,12 +206,14 @@ class Watcher:
             self.job_pods.append(name)
         image = next((c["image"] for c in pod["spec"]["containers"]), "")
         role = {"app": f"app pod, {image}", "test": "the helm test pod"}.get(
-            component, f"the pod of job/{labels['job-name']}" if "job-name" in labels
-            else component or "pod")
+            component,
+            f"the pod of job/{labels['job-name']}" if "job-name" in labels else component or "pod",
+        )
         self.once(uid, "created", label, f"created ({role})", key=False)
         if component == "app":
-            if any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in status.get("conditions", [])):
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+            ):
                 self.once(uid, "ready", label, "Ready")
         elif status.get("phase") == "Running":
             self.once(uid, "running", label, "running", key=False)
@@ -210,9 +221,13 @@ class Watcher:
         for c in states:
             done = c.get("state", {}).get("terminated")
             if done and c["name"] != "copy-migrations":  # copying files: not worth a line
-                self.once(uid, f"exit-{c['name']}-{c.get('restartCount', 0)}", label,
-                          f"container {c['name']} exited {done.get('exitCode')}",
-                          key=c["name"] == "migrate" or component == "test")
+                self.once(
+                    uid,
+                    f"exit-{c['name']}-{c.get('restartCount', 0)}",
+                    label,
+                    f"container {c['name']} exited {done.get('exitCode')}",
+                    key=c["name"] == "migrate" or component == "test",
+                )
         if component == "test" and status.get("phase") in ("Succeeded", "Failed"):
             self.once(uid, "phase", label, status["phase"], key=False)
         if meta.get("deletionTimestamp") and kind != "DELETED":
@@ -222,6 +237,7 @@ class Watcher:
 
 
 # The scenarios --------------------------------------------------------------------------------
+
 
 class KubeDemo:
     def __init__(self, out: Out) -> None:
@@ -255,22 +271,32 @@ class KubeDemo:
             with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
             database = Database(pg.url("postgres"), DATABASE, pg.install / "bin")
-            self.timeline.add("postgres", f"started on 127.0.0.1:{pg.port}, "
-                                          f"database {DATABASE} created")
+            self.timeline.add(
+                "postgres", f"started on 127.0.0.1:{pg.port}, database {DATABASE} created"
+            )
             cluster = LocalCluster(images_dir=images_root)
             self.cluster_dir = cluster.agent_dir
             stack.callback(out.note, "Control plane, node agent and pods stopped.")
             stack.enter_context(cluster)
-            self.timeline.add("control plane", f"Kubernetes {K8S_VERSION} API server, "
-                                               "controller manager, node agent Ready")
+            self.timeline.add(
+                "control plane",
+                f"Kubernetes {K8S_VERSION} API server, controller manager, node agent Ready",
+            )
             kube = Kube(cluster.kubeconfig, NAMESPACE)
             kube.kubectl("create", "namespace", NAMESPACE)
             cluster.wait_namespace_ready(NAMESPACE)
-            kube.kubectl("create", "secret", "generic", "fast-note-db",
-                         f"--from-literal=database-url={database.url()}")
-            out.note(f"namespace {NAMESPACE}; Secret fast-note-db holds the DATABASE_URL; "
-                     f"app image tags {old} ({len(example_migrations()) - 1} migrations) and "
-                     f"{new} ({len(example_migrations())})")
+            kube.kubectl(
+                "create",
+                "secret",
+                "generic",
+                "fast-note-db",
+                f"--from-literal=database-url={database.url()}",
+            )
+            out.note(
+                f"namespace {NAMESPACE}; Secret fast-note-db holds the DATABASE_URL; "
+                f"app image tags {old} ({len(example_migrations()) - 1} migrations) and "
+                f"{new} ({len(example_migrations())})"
+            )
             out.note(f"KUBECONFIG={cluster.kubeconfig}")
             home = images_root / "helm"
             home.mkdir()
@@ -280,8 +306,10 @@ class KubeDemo:
             stack.callback(watcher.stop)
 
             expected = example_migrations()
-            out.heading(f"[K2/4] Scenario 1: install {old} with the pre-install hook Job "
-                        "on an empty database")
+            out.heading(
+                f"[K2/4] Scenario 1: install {old} with the pre-install hook Job "
+                "on an empty database"
+            )
             self.upgrade(helm, kube, watcher, old, "install", expected[:-1])
             self.app_serving(kube, old)
             self.history(database, expected[:-1])
@@ -301,21 +329,26 @@ class KubeDemo:
 
     # steps ---------------------------------------------------------------------------------
 
-    def upgrade(self, helm: Helm, kube: Kube, watcher: Watcher, tag: str, verb: str,
-                applies: list[str]) -> None:
+    def upgrade(
+        self, helm: Helm, kube: Kube, watcher: Watcher, tag: str, verb: str, applies: list[str]
+    ) -> None:
         from testkit.harness import migration_jobs
         from testkit.harness import release_values as values
 
         chosen = values("hook", tag, replicas=REPLICAS)
         chosen["migration"]["logFormat"] = "json"  # the log lines' times, to the millisecond
-        shown = (f"$ {helm.name} upgrade --install {RELEASE} charts/fast-note --wait "
-                 f"-f <migration.strategy=hook, image fast-note:{tag}, {REPLICAS} replicas>")
+        shown = (
+            f"$ {helm.name} upgrade --install {RELEASE} charts/fast-note --wait "
+            f"-f <migration.strategy=hook, image fast-note:{tag}, {REPLICAS} replicas>"
+        )
         self.out.line(f"      {shown}")
         jobs_before = len(watcher.job_pods)
         self.timeline.add(helm.name, f"`helm upgrade --install` ({verb}, {tag}) started")
         result = helm.upgrade(RELEASE, chosen, check=False)
-        self.timeline.add(helm.name, f"`helm upgrade --install` exited {result.returncode} "
-                                     f"after {result.seconds:.1f}s")
+        self.timeline.add(
+            helm.name,
+            f"`helm upgrade --install` exited {result.returncode} after {result.seconds:.1f}s",
+        )
         time.sleep(0.3)  # let the watches deliver the last changes
         if not self.check(result.ok, f"helm upgrade --install ({tag}) succeeded"):
             self.out.block(result.stderr[-3000:] or result.stdout[-3000:])
@@ -324,10 +357,11 @@ class KubeDemo:
         self.check(len(pods) == 1, f"one hook Job pod ran ({', '.join(pods) or 'none'})")
         log = self.job_log(kube, pods[-1]) if pods else []
         applied = [m.split()[1] for _, m, _ in log if re.match(r"applied \d+_\w+ in ", m)]
-        self.check(applied == applies and any(m.startswith(f"applied {len(applies)} migration(s)")
-                                              for _, m, _ in log),
-                   f"the hook Job applied {len(applies)} migration(s): "
-                   f"{', '.join(applied) or 'none'}")
+        self.check(
+            applied == applies
+            and any(m.startswith(f"applied {len(applies)} migration(s)") for _, m, _ in log),
+            f"the hook Job applied {len(applies)} migration(s): {', '.join(applied) or 'none'}",
+        )
         left = migration_jobs(kube, RELEASE)
         self.check(not left, "the hook Job was deleted after it succeeded (hook-succeeded)")
 
@@ -362,23 +396,30 @@ class KubeDemo:
 
         pods = kube.app_pods(RELEASE)
         ready = [p for p in pods if pod_ready(p) and pod_image(p) == f"fast-note:{tag}"]
-        self.check(len(ready) == len(pods) == REPLICAS,
-                   f"{len(ready)} of {REPLICAS} app pods Ready with fast-note:{tag}")
+        self.check(
+            len(ready) == len(pods) == REPLICAS,
+            f"{len(ready)} of {REPLICAS} app pods Ready with fast-note:{tag}",
+        )
         return {p["metadata"]["name"] for p in pods}
 
     def helm_test(self, helm: Helm) -> None:
         self.out.line(f"      $ {helm.name} test {RELEASE}")
         self.timeline.add(helm.name, "`helm test` started")
         result = helm.test(RELEASE, check=False)
-        self.timeline.add(helm.name, f"`helm test` exited {result.returncode} "
-                                     f"after {result.seconds:.1f}s")
-        suite = [row.strip() for row in result.stdout.splitlines()
-                 if row.strip().startswith(("TEST SUITE", "Phase", "Last Started",
-                                            "Last Completed"))]
+        self.timeline.add(
+            helm.name, f"`helm test` exited {result.returncode} after {result.seconds:.1f}s"
+        )
+        suite = [
+            row.strip()
+            for row in result.stdout.splitlines()
+            if row.strip().startswith(("TEST SUITE", "Phase", "Last Started", "Last Completed"))
+        ]
         if suite:
             self.out.block("\n".join(suite))
-        if not self.check(result.ok, "helm test passed (the verify pod: the database matches "
-                                     "the image's migrations)"):
+        if not self.check(
+            result.ok,
+            "helm test passed (the verify pod: the database matches the image's migrations)",
+        ):
             self.out.block(result.stderr[-3000:] or result.stdout[-3000:])
 
     def history(self, database: Database, expected: list[str], show: bool = False) -> None:
@@ -389,9 +430,11 @@ class KubeDemo:
             for name in sorted(set(expected) | set(counts)):
                 self.out.note(f"{name:<42} {counts.get(name, 0):>4}")
         once = [n for n in expected if counts.get(n) == 1]
-        self.check(len(once) == len(expected) == len(rows),
-                   f"_prisma_migrations: {len(once)} of {len(expected)} migrations recorded "
-                   "exactly once, finished and not rolled back")
+        self.check(
+            len(once) == len(expected) == len(rows),
+            f"_prisma_migrations: {len(once)} of {len(expected)} migrations recorded "
+            "exactly once, finished and not rolled back",
+        )
 
     def diagnose(self, kube: Kube) -> None:
         result = kube.kubectl("get", "all,events", "-o", "wide", check=False)
@@ -412,13 +455,20 @@ def run_kube_demo(out: Out | None = None) -> int:
     """Scenarios 1 and 2 on the local control plane; returns the exit code."""
     out = out or Out()
     out.line()
-    out.line(out.style(f"fast-note deploy kit demo, part 2: the chart on a local Kubernetes "
-                       f"{K8S_VERSION} control plane ({helm_name()})", "1"))
+    out.line(
+        out.style(
+            f"fast-note deploy kit demo, part 2: the chart on a local Kubernetes "
+            f"{K8S_VERSION} control plane ({helm_name()})",
+            "1",
+        )
+    )
     demo = KubeDemo(out)
     previous = None
     if threading.current_thread() is threading.main_thread():
+
         def interrupt(signum: int, frame: object) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
+
         previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the harness prints every command
@@ -434,5 +484,8 @@ def run_kube_demo(out: Out | None = None) -> int:
     out.line()
     out.note(f"Total time of the Kubernetes part: {demo.timeline.now():.1f}s")
     out.line()
-    return out.verdict(demo.problems, "Kubernetes demo", "install and upgrade with the hook "
-                       "Job, each migration applied once, helm test passed.")
+    return out.verdict(
+        demo.problems,
+        "Kubernetes demo",
+        "install and upgrade with the hook Job, each migration applied once, helm test passed.",
+    )

@@ -2,8 +2,9 @@
 
 ``down --to NAME`` undoes every applied migration newer than NAME, newest first: each
 down script runs in one transaction together with the UPDATE that sets the row's
-``rolled_back_at`` (Prisma then sees the migration as pending again). It refuses before
-changing anything when a migration in the range has no down.sql.
+``rolled_back_at`` (``status`` and both deploys, ours and Prisma's, then see the
+migration as pending; Prisma's ``migrate status`` still counts it as applied). It refuses
+before changing anything when a migration in the range has no down.sql.
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ at debug level and never blocks. A migration acknowledges a finding with a comme
 the line(s) just before the statement::
 
     -- fast-note-migrate: allow ban-drop-column (contract step of the email rename)
+
+A comment is part of the file and so of its checksum: for a migration already applied
+somewhere, acknowledge it in ``lint-acknowledgments.toml`` beside the migrations instead,
+keyed by migration and rule, with the reason::
+
+    ["20240415090000_drop_user_email"]
+    ban-drop-column = "contract step of the email rename"
 """
 
 from __future__ import annotations
@@ -96,6 +103,7 @@ _CREATES_TABLE = re.compile(
     rf"(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}",
     re.IGNORECASE,
 )
+ACKNOWLEDGMENTS_FILE = "lint-acknowledgments.toml"
 INSTALL_HINT = (
     "install the linter: pip install 'fast-note-migrate' brings squawk-cli "
     "(or pip install squawk-cli); or turn the lint off with --lint-policy off"
@@ -182,6 +190,63 @@ def _run_squawk(
     return found
 
 
+class Acknowledgments:
+    """``lint-acknowledgments.toml`` of a migrations folder: migration -> rule -> reason."""
+
+    def __init__(self, path: Path, reasons: dict[str, dict[str, str]]) -> None:
+        self.path = path
+        self.reasons = reasons
+
+    @classmethod
+    def load(cls, folder: Path) -> Acknowledgments:
+        """The folder's file; none there is no acknowledgment. A malformed file is a
+        ConfigError (exit 2) that names it."""
+        path = folder / ACKNOWLEDGMENTS_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path, {})
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}", hint=_ACK_FILE_HINT) from None
+        import tomllib
+
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}", hint=_ACK_FILE_HINT) from None
+        reasons: dict[str, dict[str, str]] = {}
+        for migration, rules in document.items():
+            if not isinstance(rules, dict) or not all(
+                isinstance(reason, str) for reason in rules.values()
+            ):
+                raise ConfigError(
+                    f"{path}: [{migration!r}] must map rules to reasons (text)",
+                    hint=_ACK_FILE_HINT,
+                )
+            reasons[migration] = {rule.lower(): reason for rule, reason in rules.items()}
+        return cls(path, reasons)
+
+    def reason(self, migration: str, rule: str) -> str | None:
+        rules = self.reasons.get(migration, {})
+        found = rules.get(rule, rules.get("all"))
+        return found.strip() if found is not None else None
+
+    def warn_unknown(self, known: set[str]) -> None:
+        """A key that names no migration of the folder is likely a typo."""
+        for migration in sorted(set(self.reasons) - known):
+            log.warning(
+                "%s acknowledges findings of %s, which is not in the migrations folder",
+                self.path,
+                migration,
+            )
+
+
+_ACK_FILE_HINT = (
+    'write it as TOML: a table per migration, a rule = "reason" line per finding, e.g. '
+    '["20240415090000_drop_user_email"] then ban-drop-column = "contract step"'
+)
+
+
 class _Script:
     """A migration's lines and statements, to find acknowledgments and targets."""
 
@@ -230,8 +295,20 @@ def _target_table(code: str) -> str | None:
     return None
 
 
+def _acknowledged(
+    script: _Script, first_line: int, rule: str, acknowledgments: Acknowledgments
+) -> str | None:
+    """The reason of an acknowledgment in the file beside the migrations, else of a
+    comment above the statement (None: not acknowledged)."""
+    found = acknowledgments.reason(script.migration.name, rule)
+    return found if found is not None else script.acknowledgment(first_line, rule)
+
+
 def _findings(
-    scripts: list[_Script], raw: list[dict[str, object]], new_tables: bool
+    scripts: list[_Script],
+    raw: list[dict[str, object]],
+    new_tables: bool,
+    acknowledgments: Acknowledgments,
 ) -> list[Finding]:
     created_before: dict[str, str] = {}  # table -> migration that creates it
     created_by: dict[str, set[str]] = {s.migration.name: s.created_tables() for s in scripts}
@@ -258,13 +335,23 @@ def _findings(
                     line,
                     rule,
                     str(item.get("message", "")),
-                    script.acknowledgment(first, rule),
+                    _acknowledged(script, first, rule, acknowledgments),
                     new_table,
                 )
             )
         for table in created_by[script.migration.name]:
             created_before.setdefault(table, script.migration.name)
     return findings
+
+
+def _acknowledgments_of(migrations: list[Migration]) -> Acknowledgments:
+    if not migrations:
+        return Acknowledgments(Path(ACKNOWLEDGMENTS_FILE), {})
+    folder = migrations[0].directory.parent
+    acknowledgments = Acknowledgments.load(folder)
+    if acknowledgments.reasons:
+        acknowledgments.warn_unknown({p.name for p in folder.iterdir() if p.is_dir()})
+    return acknowledgments
 
 
 def run(
@@ -294,7 +381,7 @@ def run(
     raw = _run_squawk(binary, wrapped, True, pg_version) + _run_squawk(
         binary, split_paths, False, pg_version
     )
-    return _findings(scripts, raw, new_tables)
+    return _findings(scripts, raw, new_tables, _acknowledgments_of(migrations))
 
 
 def report(findings: list[Finding], policy: Policy) -> list[Finding]:
@@ -334,8 +421,10 @@ def blocked_error(blocking: list[Finding]) -> ConfigError:
         f"the lint policy is block and {len(blocking)} destructive or locking operation(s) "
         f"were found; nothing was changed:\n{listed}",
         hint="split the change into expand/contract steps (docs/safe-migrations.md), or if "
-        "it is intended, acknowledge it with a comment on the line before the statement: "
-        f"-- fast-note-migrate: allow {blocking[0].rule} (why it is safe)",
+        f"it is intended, acknowledge it in {ACKNOWLEDGMENTS_FILE} beside the migrations "
+        f'(["{blocking[0].migration}"] then {blocking[0].rule} = "why it is safe"; keeps the '
+        "checksum), or, in a migration not applied anywhere yet, with a comment on the line "
+        f"before the statement: -- fast-note-migrate: allow {blocking[0].rule} (why it is safe)",
     )
 
 

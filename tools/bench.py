@@ -255,25 +255,27 @@ class Bench:
     def ours(self, verb: str, *args: str) -> list[str]:
         return [str(self.cli), verb, *args]
 
-    def psql_file(self, name: str, path: Path, *, single_transaction: bool) -> list[str]:
+    def psql_cmd(self, name: str, *args: str) -> list[str]:
+        """psql on database ``name`` of the benchmark server, without psqlrc."""
+        port = str(self.server.port)
         return [
             self.psql,
             "-X",
             "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
             "-h",
             "127.0.0.1",
             "-p",
-            str(self.server.port),
+            port,
             "-U",
             "postgres",
             "-d",
             name,
-            *(["-1"] if single_transaction else []),
-            "-f",
-            str(path),
+            *args,
         ]
+
+    def psql_file(self, name: str, path: Path, *, single_transaction: bool) -> list[str]:
+        one = ["-1"] if single_transaction else []
+        return self.psql_cmd(name, "-v", "ON_ERROR_STOP=1", *one, "-f", str(path))
 
     def dbmate_cmd(self, name: str, folder: Path, verb: str) -> list[str]:
         assert self.dbmate is not None
@@ -339,24 +341,7 @@ class Bench:
         cases: dict[str, tuple[list[str], dict[str, str] | None]] = {
             "python -c pass": ([str(self.python), "-c", "pass"], None),
             "python -c 'import psycopg'": ([str(self.python), "-c", "import psycopg"], None),
-            "psql -c 'SELECT 1'": (
-                [
-                    self.psql,
-                    "-X",
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.server.port),
-                    "-U",
-                    "postgres",
-                    "-d",
-                    ours_db,
-                    "-c",
-                    "SELECT 1",
-                ],
-                None,
-            ),
+            "psql -c 'SELECT 1'": (self.psql_cmd(ours_db, "-c", "SELECT 1"), None),
             "fast-note-migrate deploy": (self.ours("deploy"), env),
             "fast-note-migrate status": (self.ours("status"), env),
             "fast-note-migrate wait": (self.ours("wait", "--timeout", "10s"), env),

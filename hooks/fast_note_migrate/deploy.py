@@ -163,7 +163,8 @@ class Deployer:
 
     def plan(self, local: list[Migration]) -> Plan:
         """Refuse before any change: baseline needed (P3005), a failed migration (P3009),
-        a pending file that cannot be read or is not UTF-8; drift is logged."""
+        an applied migration edited since (exit 5, unless allowed), an interrupted one
+        whose file changed, a pending file that cannot be read or is not UTF-8."""
         exists = self.history.exists()
         if not exists:
             self._check_baseline()

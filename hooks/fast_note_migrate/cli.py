@@ -390,9 +390,11 @@ def _run(args: argparse.Namespace) -> ExitCode:
     url = args.database_url
     if args.verb == "lint" and args.all and not url:
         url = "postgresql://localhost/unused"  # lint --all reads files only, never connects
-    ctx = commands.Context(
-        DatabaseUrl.parse(url), MigrationsDir(args.migrations_dir), args.connect_timeout
-    )
+    migrations = MigrationsDir(args.migrations_dir)
+    # Prisma resolves relative certificate paths against the prisma folder: here the folder
+    # that holds the migrations folder.
+    database = DatabaseUrl.parse(url, config_dir=migrations.path.parent)
+    ctx = commands.Context(database, migrations, args.connect_timeout)
     handlers: dict[str, Callable[[], ExitCode]] = {
         "deploy": lambda: commands.deploy(
             ctx, lock_timeout=args.lock_timeout, dry_run=args.dry_run, options=_deploy_options(args)

@@ -61,6 +61,21 @@ class Context:
         finally:
             conn.close()
 
+    def refuse_pooler(self, verb: str) -> None:
+        """deploy, resolve and down need the database itself: the migration lock is a
+        session-level advisory lock, and a migration's session settings (lock_timeout,
+        search_path, its own SETs) hold for its session; a transaction pooler hands each
+        transaction to any server connection. Refused before anything touches the database."""
+        if self.url.pgbouncer:
+            raise ConfigError(
+                f"{verb} does not run through PgBouncer (the URL says pgbouncer=true): the "
+                "migration lock and the migration's session settings do not survive a "
+                "transaction pooler",
+                hint="give this command a URL of the database itself, not of the pooler "
+                "(Prisma's directUrl); if this URL does reach the database directly, drop "
+                "pgbouncer=true. status, wait, verify and lint work through PgBouncer",
+            )
+
     def history(self, conn: psycopg.Connection) -> History:
         return History(conn, self.url.schema)
 
@@ -106,6 +121,7 @@ def deploy(
     options: DeployOptions | None = None,
 ) -> ExitCode:
     """Apply every pending migration, in order, under Prisma's advisory lock."""
+    ctx.refuse_pooler("deploy")
     options = options or DeployOptions()
     local = ctx.migrations.list()
     if not dry_run:
@@ -332,6 +348,7 @@ def resolve(
     ctx: Context, *, applied: str | None, rolled_back: str | None, lock_timeout: float
 ) -> ExitCode:
     """Mark a migration applied (baselining) or rolled back, as Prisma does."""
+    ctx.refuse_pooler("resolve")
     name = applied or rolled_back
     assert name is not None
     local = {m.name: m for m in ctx.migrations.list()}
@@ -430,6 +447,7 @@ def down(
     """Undo the applied migrations newer than ``to`` with their down.sql, newest first."""
     from . import down as downs
 
+    ctx.refuse_pooler("down")
     local = ctx.migrations.list()
     with ctx.connection("down") as conn:
         if not dry_run:

@@ -1,64 +1,72 @@
-"""Database URLs (Prisma style) and connections with retries."""
+"""Database URLs (Prisma style) and connections with retries.
+
+The URL is read as Prisma reads it (quaint's ``postgres/url.rs``), for libpq: the ``host``
+query parameter (a socket folder, Cloud SQL's ``/cloudsql/…``) wins over the host of the
+authority; the TLS parameters are mapped in ``tls``; ``pgbouncer=true`` (a transaction
+pooler between us and the database) turns prepared statements and session settings off,
+and the verbs that migrate refuse it (``commands``).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from . import tls
 from .durations import format_duration
 from .errors import ConfigError, ConnectTimeout, DatabaseError
 from .logs import pod_name
 from .redaction import mask_userinfo, redact
+from .tls import Identity, TlsSettings
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
 
-# Prisma URL parameters that libpq understands and that we pass on as they are.
+# URL parameters that libpq understands and that we pass on as they are (the TLS ones, some
+# of which Prisma reads differently, are in tls.LIBPQ_TLS_PARAMS).
 LIBPQ_PARAMS = frozenset(
     {
-        "sslmode",
-        "sslcert",
-        "sslkey",
-        "sslrootcert",
-        "sslpassword",
         "connect_timeout",
         "application_name",
         "options",
         "target_session_attrs",
         "host",
+        "hostaddr",
         "port",
         "user",
         "password",
+        "passfile",
+        "requirepeer",
+        "krbsrvname",
         "keepalives",
         "keepalives_idle",
         "keepalives_interval",
         "keepalives_count",
         "tcp_user_timeout",
-        "gssencmode",
-        "channel_binding",
     }
+    | tls.LIBPQ_TLS_PARAMS
 )
-# Prisma-only parameters: accepted, and not used by a single migrating connection.
-PRISMA_ONLY_PARAMS = frozenset(
+# Prisma's parameters for its connection pool and query engine: accepted, and of no use to
+# a single migrating connection.
+PRISMA_POOL_PARAMS = frozenset(
     {
         "schema",
         "connection_limit",
         "pool_timeout",
-        "pgbouncer",
         "socket_timeout",
         "statement_cache_size",
-        "sslidentity",
-        "sslaccept",
         "single_use_connections",
         "max_connection_lifetime",
         "max_idle_connection_lifetime",
     }
 )
+PRISMA_ONLY_PARAMS = PRISMA_POOL_PARAMS | {"pgbouncer"} | tls.PRISMA_TLS_PARAMS
 # TCP keepalives on our side: a peer that vanishes without a FIN or RST (a lost node, a
 # failover) is noticed within about 90 s instead of the kernel's default two hours, so a
 # wait or a lock wait does not hang on a dead socket. The URL's own keepalives_* win.
@@ -71,6 +79,27 @@ TCP_KEEPALIVES = {
 URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE?schema=public"
 
 
+def _authority_host(parts: SplitResult) -> str:
+    """The host of the URL's authority, percent-decoded (a socket folder may be written
+    %2Fvar%2Frun%2Fpostgresql), brackets of an IPv6 address removed, case kept."""
+    hostport = parts.netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        return hostport[1 : hostport.find("]")]
+    return unquote(hostport.partition(":")[0])
+
+
+def _pgbouncer(params: dict[str, str], url: str) -> bool:
+    """Prisma's ``pgbouncer`` parameter: ``true`` or ``false``, as Prisma parses it."""
+    value = params.get("pgbouncer", "false")
+    if value not in ("true", "false"):
+        raise ConfigError(
+            f"the URL parameter pgbouncer must be true or false, not {value!r}: {redact(url)}",
+            hint="write pgbouncer=true when the URL points at PgBouncer in transaction mode, "
+            "else leave it out (Prisma refuses other values too)",
+        )
+    return value == "true"
+
+
 @dataclass(frozen=True)
 class DatabaseUrl:
     """A parsed Prisma-style PostgreSQL URL."""
@@ -79,9 +108,13 @@ class DatabaseUrl:
     schema: str = "public"
     ignored: tuple[str, ...] = field(default=())
     display: str = ""
+    pgbouncer: bool = False  # a transaction pooler: no prepared statements, no session state
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
-    def parse(cls, url: str | None) -> DatabaseUrl:
+    def parse(cls, url: str | None, *, config_dir: Path | None = None) -> DatabaseUrl:
+        """Parse ``url``; ``config_dir`` is where relative paths of Prisma's certificate
+        parameters start (Prisma: the ``prisma`` folder, the migrations folder's parent)."""
         if not url:
             raise ConfigError(
                 "no database URL given",
@@ -104,15 +137,21 @@ class DatabaseUrl:
             )
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         conninfo = {k: v for k, v in params.items() if k in LIBPQ_PARAMS}
-        ignored = tuple(sorted(k for k in params if k not in LIBPQ_PARAMS | {"schema"}))
-        host = unquote(parts.hostname or "") or conninfo.pop("host", "")
-        if not host and not conninfo.get("host"):
+        ignored = tuple(sorted(k for k in params if k not in LIBPQ_PARAMS | PRISMA_ONLY_PARAMS))
+        if ignored:
+            log.warning(
+                "ignoring the URL parameter(s) %s: neither Prisma nor libpq knows them",
+                ", ".join(ignored),
+            )
+        # As in Prisma and libpq, the host parameter wins over the host of the authority.
+        host = params.get("host") or _authority_host(parts)
+        if not host:
             raise ConfigError(
                 f"the database URL names no host: {redact(url)}",
-                hint=f"write it like {URL_EXAMPLE}",
+                hint=f"write it like {URL_EXAMPLE}, or for a Unix socket "
+                "postgresql://USER@localhost/DATABASE?host=/path/to/socket/folder",
             )
-        if host:
-            conninfo["host"] = host
+        conninfo["host"] = host
         if port:
             conninfo["port"] = str(port)
         if parts.username:
@@ -123,7 +162,14 @@ class DatabaseUrl:
         if database:
             conninfo["dbname"] = database
         schema = params.get("schema") or "public"
-        return cls(conninfo=conninfo, schema=schema, ignored=ignored, display=redact(url))
+        return cls(
+            conninfo=conninfo,
+            schema=schema,
+            ignored=ignored,
+            display=redact(url),
+            pgbouncer=_pgbouncer(params, url),
+            tls=tls.settings(params, conninfo, config_dir),
+        )
 
 
 def application_name(verb: str) -> str:
@@ -131,15 +177,28 @@ def application_name(verb: str) -> str:
     return f"fast-note-migrate {verb} {pod_name()}"[:63]
 
 
-def _connect_once(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycopg.Connection:
+def _connect_once(
+    url: DatabaseUrl, verb: str, connect_timeout: float, identity: Identity | None
+) -> psycopg.Connection:
     import psycopg
 
-    kwargs: dict[str, str | int] = dict(url.conninfo)
+    kwargs: dict[str, str | int | None] = dict(url.conninfo)
     kwargs.setdefault("application_name", application_name(verb))
     kwargs.setdefault("connect_timeout", max(2, int(min(connect_timeout, 10) or 10)))
     for name, value in TCP_KEEPALIVES.items():
         kwargs.setdefault(name, value)
-    conn = psycopg.connect(autocommit=True, **kwargs)  # type: ignore[arg-type]
+    if url.pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection:
+        # a statement prepared by one client is there for the next (DuplicatePreparedStatement)
+        # or missing for its own next query. Prisma's pgbouncer=true turns them off too.
+        kwargs["prepare_threshold"] = None
+    with tls.identity_files(identity) as files:  # libpq reads them during the handshake
+        conn = psycopg.connect(autocommit=True, **{**kwargs, **files})  # type: ignore[arg-type]
+    if url.pgbouncer:
+        # Session settings would stick to a pooled server connection, for whichever client
+        # gets it next, and not follow ours: the verbs allowed through PgBouncer (status,
+        # wait, verify, lint) name the schema in every query instead.
+        return conn
     # Prisma runs migrations with the URL's schema as search_path.
     conn.execute("SELECT set_config('search_path', quote_ident(%s), false)", (url.schema,))
     if conn.info.server_version >= 140000:
@@ -163,22 +222,34 @@ def _is_permanent(message: str) -> bool:
             "invalid sslmode",
             "invalid connection option",
             "invalid port",
+            "invalid integer value",
         )
     )
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return redact(text.splitlines()[0] if text else repr(exc))
+
+
 def connect(url: DatabaseUrl, verb: str, connect_timeout: float) -> psycopg.Connection:
-    """Connect, retrying with backoff until ``connect_timeout`` seconds have passed."""
+    """Connect, retrying with backoff until ``connect_timeout`` seconds have passed; a
+    configuration error (a certificate file, TLS, a wrong password) is not retried."""
     import psycopg
 
+    tls.check_files(url.tls)
+    identity = tls.load_identity(url.tls)
     deadline = time.monotonic() + connect_timeout
     delay, attempt = 0.25, 0
     while True:
         attempt += 1
         try:
-            return _connect_once(url, verb, connect_timeout)
+            return _connect_once(url, verb, connect_timeout, identity)
         except psycopg.OperationalError as exc:
-            message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+            message = _first_line(exc)
+            parameter = tls.failed_parameter(str(exc))
+            if parameter is not None:
+                raise tls.config_error(url.tls, parameter, url.display, message) from None
             if _is_permanent(str(exc)):
                 raise ConfigError(
                     f"cannot connect to {url.display}: {message}",

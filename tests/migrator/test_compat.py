@@ -75,10 +75,16 @@ def test_deploy_records_each_migration_as_prisma_does(
 def test_table_lives_in_the_schema_of_the_url_and_the_schema_is_created(
     migrations: MigrationsFolder, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`?schema=app` puts the history and the migrations' tables into schema app."""
+    """`?schema=app` puts the history and the migrations' tables into schema app; Prisma's
+    pool parameters are accepted (pgbouncer=true is refused by deploy: test_pgbouncer.py)."""
     migrations.add("init", 'CREATE TABLE "User" (id int);')
     url = db.url(
-        schema="app", connection_limit="5", pool_timeout="10", pgbouncer="true", socket_timeout="30"
+        schema="app",
+        connection_limit="5",
+        pool_timeout="10",
+        pgbouncer="false",
+        socket_timeout="30",
+        statement_cache_size="0",
     )
     assert Migrator(url, migrations.path, capsys)("deploy").code == 0
     assert db.tables("app") == ["User", "_prisma_migrations"]

@@ -254,6 +254,7 @@ def _still_required(report: Report) -> list[MigrationState]:
             "applied to the database",
             hint="the image and the database disagree: deploy the image the database "
             "was migrated with, or fix the migration history",
+            fields={"migration": report.edited[0].name},
         )
     return report.required_pending  # pending contract steps are fine
 
@@ -293,6 +294,7 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
                     f"timed out after {format_duration(timeout)}: {len(required)} "
                     f"migration(s) still pending, first {required[0].name}",
                     hint="check the migration Job's logs; raise --timeout if migrations are slow",
+                    fields={"migration": required[0].name},
                 )
             if now - last_logged >= 10 or last_logged == 0:
                 doing = {

@@ -166,7 +166,7 @@ class DatabaseUrl:
             conninfo=conninfo,
             schema=schema,
             ignored=ignored,
-            display=redact(url),
+            display=redact(url.strip()),
             pgbouncer=_pgbouncer(params, url),
             tls=tls.settings(params, conninfo, config_dir),
         )

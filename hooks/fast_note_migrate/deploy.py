@@ -68,6 +68,7 @@ def blocked(failed: list[MigrationState]) -> HistoryBlocked:
         f"`fast-note-migrate resolve --rolled-back {name}`, or finish it by hand and run "
         f"`fast-note-migrate resolve --applied {name}`",
         prisma_code="P3009",
+        fields={"migration": name},
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .durations import format_duration
 from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
 from .history import History
+from .logs import fields
 from .migrations import DOWN_SCRIPT_NAME, Migration
 from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
 from .state import MigrationState, Report, State
@@ -107,7 +108,13 @@ def apply(
     history = History(conn, schema)
     runner = Runner(conn, settings)
     for index, migration in enumerate(steps, 1):
-        log.info("rolling back %s (%d/%d)", migration.name, index, len(steps))
+        log.info(
+            "rolling back %s (%d/%d)",
+            migration.name,
+            index,
+            len(steps),
+            extra=fields(migration=migration.name),
+        )
         t0 = time.monotonic()
         after = history.mark_applied_rolled_back(migration.name)
         script = scripts[migration.name]
@@ -140,4 +147,10 @@ def apply(
                 ),
                 hint=f"fix {migration.down_path} and run down again",
             ) from None
-        log.info("rolled back %s in %s", migration.name, format_duration(time.monotonic() - t0))
+        took = time.monotonic() - t0
+        log.info(
+            "rolled back %s in %s",
+            migration.name,
+            format_duration(took),
+            extra=fields(migration=migration.name, duration_s=round(took, 3)),
+        )

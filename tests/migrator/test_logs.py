@@ -54,3 +54,19 @@ def test_verbose_prints_the_traceback_in_text_and_json(
     assert "Traceback (most recent call last)" in text.err
     [traced] = [line for line in _lines(as_json.err) if "traceback" in line]
     assert "UndefinedObject" in traced["traceback"]
+
+
+def test_the_errors_of_wait_and_of_a_blocked_deploy_name_the_migration(
+    migrations: MigrationsFolder, migrate: Migrator
+) -> None:
+    """A log query on ``migration`` finds the timed-out wait and the P3009 refusal too."""
+    bad = migrations.add("20240101000000_bad", "CREATE TABLE a (x no_such_type);")
+
+    timed_out = migrate.run("wait", "--timeout", "200ms", "--log-format", "json")
+    assert migrate("deploy").code == 1
+    blocked = migrate.run("deploy", "--log-format", "json")
+
+    for result, code in ((timed_out, 3), (blocked, 4)):
+        assert result.code == code, result.output
+        errors = [line for line in _lines(result.err) if line["level"] == "error"]
+        assert errors and all(line["migration"] == bad for line in errors), errors

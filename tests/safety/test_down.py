@@ -90,3 +90,24 @@ def test_down_to_a_migration_that_is_not_applied_is_a_usage_error(
     assert migrate("deploy").code == 0
     result = migrate("down", "--to", "20990101000000_future")
     assert result.code == 2 and "is not a known migration" in result.err
+
+
+def test_a_down_sql_that_leaves_its_transaction_open_leaves_the_migration_applied(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
+    """BEGIN without COMMIT in a down.sql: what it did would roll back at disconnect, so the
+    migration is not marked rolled back (exit 1, naming the BEGIN) and its column stays."""
+    migrations.add("20240101000000_init", 'CREATE TABLE "T" ("a" INT);\n', down='DROP TABLE "T";\n')
+    migrations.add(
+        "20240102000000_add_b",
+        'ALTER TABLE "T" ADD COLUMN "b" INT;\n',
+        down='BEGIN;\nALTER TABLE "T" DROP COLUMN "b";\n',
+    )
+    assert migrate("deploy").code == 0
+
+    result = migrate("down", "--to", "20240101000000_init")
+
+    assert result.code == 1, result.output
+    assert "leaves a transaction open: the BEGIN at line 1 has no COMMIT" in result.err
+    assert db.columns("T") == ["a", "b"]
+    assert not any(r.rolled_back for r in db.history())

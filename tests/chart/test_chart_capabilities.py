@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .render import db, only, render_chart
+from .render import VALUES_FILES, db, only, render_chart
 
 OLD = "1.20.2"
 
@@ -61,13 +61,52 @@ class TestHorizontalPodAutoscaler:
 
 
 class TestPodDisruptionBudget:
-    values = db(podDisruptionBudget={"enabled": True, "minAvailable": 2})
+    values = db(podDisruptionBudget={"enabled": True, "minAvailable": 2}, replicaCount=3)
 
     def test_should_use_policy_v1_on_current_clusters(self, helm):
         pdb = _one(render_chart(self.values, helm=helm), "PodDisruptionBudget")
         assert pdb["apiVersion"] == "policy/v1"
         assert pdb["spec"]["minAvailable"] == 2
         assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "app"
+
+    def test_should_let_one_pod_go_at_a_time_by_default(self, helm):
+        """minAvailable: 2 with 2 replicas blocked every node drain: the default is
+        maxUnavailable: 1, and a drain may also evict unready pods."""
+        pdb = _one(
+            render_chart(db(podDisruptionBudget={"enabled": True}), helm=helm),
+            "PodDisruptionBudget",
+        )
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in pdb["spec"]
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+    @pytest.mark.parametrize(
+        ("kube_version", "api_versions"),
+        [("1.25.0", ()), (OLD, ()), ("1.29.0", ("policy/v1beta1/PodDisruptionBudget",))],
+    )
+    def test_should_leave_out_the_unhealthy_pod_policy_where_unsupported(
+        self, helm, kube_version, api_versions
+    ):
+        pdb = _one(
+            render_chart(
+                db(podDisruptionBudget={"enabled": True}),
+                helm=helm,
+                kube_version=kube_version,
+                api_versions=api_versions,
+            ),
+            "PodDisruptionBudget",
+        )
+        assert "unhealthyPodEvictionPolicy" not in pdb["spec"]
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+    def test_should_drain_prod_one_pod_at_a_time(self, helm):
+        prod = [f for f in VALUES_FILES if f.name == "prod.yaml"]
+        pdb = _one(render_chart(helm=helm, values_files=prod), "PodDisruptionBudget")
+        assert pdb["spec"] == {
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": pdb["spec"]["selector"],
+        }
 
     def test_should_fall_back_to_v1beta1_on_kubernetes_1_20(self, helm):
         pdb = _one(render_chart(self.values, helm=helm, kube_version=OLD), "PodDisruptionBudget")
@@ -88,7 +127,11 @@ class TestPodDisruptionBudget:
             podDisruptionBudget={"enabled": True, "minAvailable": "", "maxUnavailable": "25%"}
         )
         pdb = _one(render_chart(values, helm=helm), "PodDisruptionBudget")
-        assert pdb["spec"] == {"maxUnavailable": "25%", "selector": pdb["spec"]["selector"]}
+        assert pdb["spec"] == {
+            "maxUnavailable": "25%",
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": pdb["spec"]["selector"],
+        }
 
 
 class TestIngress:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .render import (
+    DB_URL,
     MIGRATOR_IMAGE,
     VALUES_FILES,
     container,
@@ -12,6 +13,7 @@ from .render import (
     deployment,
     env_value,
     render_chart,
+    render_notes,
     strategy_values,
 )
 
@@ -127,6 +129,17 @@ class TestDeployment:
             != two["spec"]["template"]["metadata"]["annotations"][key]
         )
 
+    def test_should_derive_nothing_in_the_pod_template_from_the_password(self, helm):
+        """An unsalted hash of the database URL would let anyone who reads the Deployment test
+        password guesses offline: the pod template must not change with the password."""
+        one = render_chart(db(), helm=helm)
+        other = db()
+        other["database"]["url"] = DB_URL.replace(":secret@", ":other-secret@")
+        two = render_chart(other, helm=helm)
+        template = deployment(one)["spec"]["template"]
+        assert "checksum/database" not in template["metadata"]["annotations"]
+        assert template == deployment(two)["spec"]["template"]
+
     def test_should_leave_replicas_to_the_autoscaler(self, helm):
         doc = deployment(render_chart(db(autoscaling={"enabled": True}, replicaCount=7), helm=helm))
         assert "replicas" not in doc["spec"]
@@ -158,3 +171,35 @@ class TestDeployment:
         app = container(deployment(docs)["spec"]["template"]["spec"], "app")
         assert "env" not in app
         assert not [d for d in docs if d["kind"] in ("Secret", "Job", "Pod")]
+
+
+class TestStrategyNone:
+    """`--set migration.strategy=none` skips every migration object with one flag, also with the
+    prod values (contract hook on) and in Argo CD mode."""
+
+    @pytest.mark.parametrize("argocd", [False, True])
+    def test_should_skip_everything_with_the_prod_values(self, helm, argocd):
+        values = {"migration": {"strategy": "none", "argocd": argocd}}
+        docs = render_chart(values, helm=helm, values_files=PROD)
+        kinds = {d["kind"] for d in docs}
+        assert not kinds & {"Job", "Role", "RoleBinding"}
+        hooks = [
+            d["metadata"]["name"]
+            for d in docs
+            if "helm.sh/hook" in (d["metadata"].get("annotations") or {}) and d["kind"] != "Pod"
+        ]
+        assert hooks == []
+        assert not [
+            d
+            for d in docs
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") == "migration"
+            and d["kind"] != "NetworkPolicy"
+        ]
+        spec = deployment(docs)["spec"]["template"]["spec"]
+        assert "initContainers" not in spec
+        assert [v["name"] for v in spec["volumes"]] == ["tmp"]
+
+    def test_should_say_nothing_migrates_with_the_prod_values(self):
+        notes = render_notes('{"migration": {"strategy": "none"}}', str(PROD[0]))
+        assert "Nothing touches the database" in notes
+        assert "contract" not in notes and "Argo CD" not in notes

@@ -44,6 +44,33 @@ class TestHookJob:
             "helm.sh/hook": "pre-install,pre-upgrade",
             "helm.sh/hook-weight": "0",
             "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+            "helm.sh/hook-output-log-policy": "hook-succeeded,hook-failed",
+        }
+
+    def test_should_keep_node_autoscalers_from_evicting_every_migration_pod(self, helm):
+        docs = render_chart(strategy_values("hook", contract={"enabled": True}), helm=helm)
+        docs += render_chart(strategy_values("job"), helm=helm)
+        jobs = component(docs, "Job", "migration")
+        assert len(jobs) == 3  # hook, contract, plain
+        for job in jobs:
+            pod_annotations = job["spec"]["template"]["metadata"]["annotations"]
+            assert pod_annotations["karpenter.sh/do-not-disrupt"] == "true"
+            assert pod_annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+        app = only([d for d in docs if d["kind"] == "Deployment"][:1])
+        assert "karpenter.sh/do-not-disrupt" not in app["spec"]["template"]["metadata"].get(
+            "annotations", {}
+        )
+
+    def test_should_let_a_disruption_annotation_be_dropped(self, helm):
+        values = strategy_values(
+            "hook", job={"podAnnotations": {"karpenter.sh/do-not-disrupt": None, "team": "db"}}
+        )
+        pod_annotations = _hook_job(render_chart(values, helm=helm))["spec"]["template"][
+            "metadata"
+        ]["annotations"]
+        assert pod_annotations == {
+            "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+            "team": "db",
         }
 
     def test_should_keep_a_failed_job_for_its_logs(self, helm):
@@ -88,14 +115,16 @@ class TestHookJob:
         assert "--lint-policy" not in args  # "" keeps the migrator's default
 
     def test_should_bound_the_job_in_time_and_retries(self, helm):
-        values = strategy_values("hook", job={"backoffLimit": 1, "activeDeadlineSeconds": 300})
+        values = strategy_values(
+            "hook", lockTimeout="1m", job={"backoffLimit": 1, "activeDeadlineSeconds": 300}
+        )
         job = _hook_job(render_chart(values, helm=helm))
         assert job["spec"]["backoffLimit"] == 1
         assert job["spec"]["activeDeadlineSeconds"] == 300
-        assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+        assert job["spec"]["ttlSecondsAfterFinished"] == 86400  # a failed Job stays a day
 
-    @pytest.mark.parametrize(("ttl", "expected"), [(0, 0), (120, 120), (None, "unset")])
-    def test_should_keep_ttl_zero_distinct_from_unset(self, helm, ttl, expected):
+    @pytest.mark.parametrize(("ttl", "expected"), [(300, 300), (7200, 7200), (None, "unset")])
+    def test_should_keep_ttl_distinct_from_unset(self, helm, ttl, expected):
         job = _hook_job(
             render_chart(strategy_values("hook", job={"ttlSecondsAfterFinished": ttl}), helm=helm)
         )
@@ -240,3 +269,22 @@ class TestContractHookJob:
     def test_should_be_off_by_default(self, helm):
         names = [d["metadata"]["name"] for d in render_chart(db(), helm=helm)]
         assert "fast-note-migrate-contract" not in names
+
+
+class TestHookJobLogs:
+    def test_should_have_helm_print_the_logs_of_both_migration_hooks(self, helm):
+        docs = render_chart(strategy_values("hook", contract={"enabled": True}), helm=helm)
+        for job in (_hook_job(docs), _contract_job(docs)):
+            assert annotations(job)["helm.sh/hook-output-log-policy"] == (
+                "hook-succeeded,hook-failed"
+            )
+
+    def test_should_not_annotate_the_plain_job(self, helm):
+        job = only(component(render_chart(strategy_values("job"), helm=helm), "Job", "migration"))
+        assert "helm.sh/hook-output-log-policy" not in annotations(job)
+
+    def test_should_keep_support_objects_free_of_log_policies(self, helm):
+        docs = render_chart(strategy_values("hook", contract={"enabled": True}), helm=helm)
+        for doc in docs:
+            if doc["kind"] not in ("Job", "Pod"):
+                assert "helm.sh/hook-output-log-policy" not in annotations(doc), doc["kind"]

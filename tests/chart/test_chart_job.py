@@ -36,7 +36,7 @@ class TestPlainJob:
     def test_should_use_the_seed_job_settings(self, helm):
         job = _job(strategy_values("job"), helm)
         assert job["spec"]["backoffLimit"] == 3
-        assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+        assert job["spec"]["ttlSecondsAfterFinished"] == 86400
         assert job["spec"]["activeDeadlineSeconds"] == 900
 
     def test_should_name_the_job_after_a_hash(self, helm):

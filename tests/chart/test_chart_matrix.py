@@ -11,18 +11,22 @@ from .render import (
     API_POD,
     CI_VALUES_FILES,
     DB_URL,
+    NAMESPACE,
     STRATEGIES,
     VALUES_FILES,
     all_violations,
     containers,
+    db,
     pod_specs,
     pss_restricted_violations,
     render_chart,
+    strategy_values,
 )
 
 # Strategy "none" with no database configured is valid too; the others get a URL only when the
 # values file has no database of its own.
 MATRIX = [(s, f) for s in STRATEGIES for f in VALUES_FILES]
+ALL_FILES = VALUES_FILES + CI_VALUES_FILES
 
 
 def _values_for(strategy: str, values_file) -> dict:
@@ -112,6 +116,53 @@ class TestStrategyMatrix:
             assert labels["app.kubernetes.io/instance"] == "fast-note"
             assert labels["app.kubernetes.io/managed-by"] == "Helm"
             assert labels["app.kubernetes.io/component"] in ("app", "migration", "test")
+
+    @pytest.mark.parametrize("values_file", ALL_FILES, ids=[f.stem for f in ALL_FILES])
+    def test_should_set_the_release_namespace_on_every_object(self, helm, values_file):
+        """`helm template | kubectl apply` and GitOps renders land in the release namespace,
+        whatever the current kubectl context says."""
+        docs = render_chart(helm=helm, values_files=[values_file])
+        assert {d["metadata"].get("namespace") for d in docs} == {NAMESPACE}
+
+    def test_should_carry_common_labels_and_annotations_everywhere(self, helm):
+        common = {
+            "commonLabels": {"team": "notes", "cost-center": "42"},
+            "commonAnnotations": {"owner": "notes@example.test"},
+        }
+        docs = []
+        for values in (
+            strategy_values("hook", contract={"enabled": True}),
+            strategy_values("job", argocd=True),
+            strategy_values("initContainer"),
+        ):
+            docs += render_chart(
+                {
+                    **values,
+                    **common,
+                    "ingress": {"enabled": True, "annotations": {"owner": "ingress-team"}},
+                    "autoscaling": {"enabled": True},
+                    "podDisruptionBudget": {"enabled": True},
+                },
+                helm=helm,
+            )
+        assert len({d["kind"] for d in docs}) >= 12
+        templates = [d for d in docs if d["kind"] == "Pod"] + [
+            d["spec"]["template"] for d in docs if d["kind"] in ("Deployment", "Job")
+        ]
+        for meta in [d["metadata"] for d in docs] + [t["metadata"] for t in templates]:
+            where = meta.get("name", "a pod template")
+            assert {"team": "notes", "cost-center": "42"}.items() <= meta["labels"].items(), where
+            assert "owner" in meta["annotations"], where
+        ingress = next(d for d in docs if d["kind"] == "Ingress")
+        assert ingress["metadata"]["annotations"]["owner"] == "ingress-team"
+        hook = next(d for d in docs if d["metadata"]["name"] == "fast-note-migrate")
+        assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+    def test_should_keep_the_selector_labels_over_common_labels(self, helm):
+        values = db(commonLabels={"app.kubernetes.io/component": "other"})
+        doc = next(d for d in render_chart(values, helm=helm) if d["kind"] == "Deployment")
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "app"
 
     def test_should_name_no_registry_host_in_any_image(self, helm):
         for values_file in VALUES_FILES + CI_VALUES_FILES:

@@ -41,6 +41,48 @@ CASES = [
         "migration.contract.rolloutTimeout (15m) must be below migration.job.activeDeadlineSeconds",
     ),
     (
+        {
+            "database": {"url": DB_URL},
+            "migration": {"database": {"url": DB_URL, "existingSecret": "ddl"}},
+        },
+        "migration.database.url and migration.database.existingSecret/existingSecretKey are both",
+    ),
+    (
+        {"database": {"url": DB_URL}, "migration": {"database": {"existingSecretKey": "direct"}}},
+        "migration.database.existingSecretKey names a key of an existing Secret",
+    ),
+    (
+        {"migration": {"strategy": "none", "database": {"existingSecret": "ddl"}}},
+        "migration.database is set but the app has no database",
+    ),
+    (
+        {
+            "database": {"url": DB_URL},
+            "migration": {
+                "connectTimeout": "5m",
+                "lockTimeout": "10m",
+                "job": {"activeDeadlineSeconds": 900},
+            },
+        },
+        "migration.connectTimeout (5m) + migration.lockTimeout (10m) = 900 s must be below "
+        "migration.job.activeDeadlineSeconds (900 s)",
+    ),
+    (
+        {
+            "database": {"url": DB_URL},
+            "migration": {
+                "strategy": "job",
+                "lockTimeout": "30s",
+                "job": {"activeDeadlineSeconds": 150},
+            },
+        },
+        "migration.connectTimeout (2m) + migration.lockTimeout (30s) = 150 s must be below",
+    ),
+    (
+        {"database": {"url": DB_URL}, "networkPolicy": {"enabled": True}},
+        "networkPolicy.enabled=true needs networkPolicy.database.cidrs",
+    ),
+    (
         {"database": {"url": DB_URL}, "config": {"existingConfigMap": "c", "data": {"A": "1"}}},
         "config.existingConfigMap and config.data are both set",
     ),
@@ -54,9 +96,28 @@ CASES = [
     (
         {
             "database": {"url": DB_URL},
-            "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+            "podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": 1},
         },
         "podDisruptionBudget.minAvailable and podDisruptionBudget.maxUnavailable are both set",
+    ),
+    (
+        {"database": {"url": DB_URL}, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}},
+        "podDisruptionBudget.minAvailable=2 with 2 app replicas lets no pod be evicted",
+    ),
+    (
+        {
+            "database": {"url": DB_URL},
+            "autoscaling": {"enabled": True, "minReplicas": 3},
+            "podDisruptionBudget": {"enabled": True, "minAvailable": "100%"},
+        },
+        "podDisruptionBudget.minAvailable=100% with 3 app replicas lets no pod be evicted",
+    ),
+    (
+        {
+            "database": {"url": DB_URL},
+            "podDisruptionBudget": {"enabled": True, "maxUnavailable": 0},
+        },
+        "podDisruptionBudget.maxUnavailable=0 lets no pod be evicted",
     ),
     (
         {
@@ -90,6 +151,14 @@ class TestRenderFailures:
             {
                 "database": {"existingSecret": "s"},
                 "migration": {"strategy": "hook", "argocd": True},
+            },
+            {
+                "database": {"url": DB_URL},
+                "migration": {"lockTimeout": "12m", "job": {"activeDeadlineSeconds": 900}},
+            },
+            {
+                "database": {"url": DB_URL},
+                "migration": {"strategy": "initContainer", "lockTimeout": "1h"},
             },
         ],
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .render import (
     MIGRATOR_IMAGE,
     VALUES_FILES,
@@ -21,6 +23,9 @@ class TestVerifyPod:
         assert annotations(pod) == {
             "helm.sh/hook": "test",
             "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+            # Helm prints the log itself: `helm test --logs` reads the Pod after
+            # hook-succeeded deleted it and fails (helm/helm#9098).
+            "helm.sh/hook-output-log-policy": "hook-succeeded,hook-failed",
         }
         verify = container(pod["spec"], "verify")
         assert verify["args"] == ["verify"]
@@ -51,3 +56,54 @@ class TestVerifyPod:
         assert not component(docs, "Pod", "test")
         docs = render_chart({"migration": {"strategy": "none"}}, helm=helm)
         assert not component(docs, "Pod", "test")
+
+
+def _verify_jobs(docs):
+    return component(docs, "Job", "test")
+
+
+class TestArgoCDVerifyJob:
+    """Argo CD ignores `helm.sh/hook: test` Pods: in Argo CD mode `verify` also runs as a
+    PostSync hook Job."""
+
+    @pytest.mark.parametrize("strategy", ["hook", "job"])
+    def test_should_verify_after_every_sync(self, helm, strategy):
+        docs = render_chart(strategy_values(strategy, argocd=True), helm=helm)
+        job = only(_verify_jobs(docs))
+        assert job["metadata"]["name"].startswith("fast-note-verify-")
+        assert annotations(job) == {
+            "argocd.argoproj.io/hook": "PostSync",
+            "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+        }
+        assert job["spec"]["backoffLimit"] == 0
+        assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+        spec = job["spec"]["template"]["spec"]
+        verify = container(spec, "verify")
+        assert verify["args"] == ["verify"]
+        assert env_value(verify, "DATABASE_URL") == {
+            "secretKeyRef": {"name": "fast-note-db", "key": "database-url"}
+        }
+        assert spec["serviceAccountName"] == "fast-note"
+        # the helm test Pod stays for `helm test` users
+        assert only(component(docs, "Pod", "test"))
+
+    def test_should_get_a_new_name_only_when_its_spec_changes(self, helm):
+        def name(values):
+            return only(_verify_jobs(render_chart(values, helm=helm)))["metadata"]["name"]
+
+        base = strategy_values("job", argocd=True)
+        assert name(base) == name(strategy_values("job", argocd=True))
+        assert name(base) != name({**base, "image": {"tag": "9.9.9"}})
+
+    @pytest.mark.parametrize(
+        "values",
+        [
+            strategy_values("job"),
+            strategy_values("hook"),
+            {**strategy_values("job", argocd=True), "tests": {"enabled": False}},
+            strategy_values("none", argocd=True),
+        ],
+        ids=["job", "hook", "tests-off", "none"],
+    )
+    def test_should_not_render_outside_argocd_mode(self, helm, values):
+        assert not _verify_jobs(render_chart(values, helm=helm))

@@ -67,12 +67,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* An image reference from (dict "image" .Values.image "root" $): repository, then @digest or :tag (default appVersion). */}}
+{{/* An image reference from (dict "image" .Values.image "root" $): [registry/]repository, then @digest or :tag (default appVersion); global.imageRegistry wins over the image's registry, as in Bitnami charts. */}}
 {{- define "fast-note.imageRef" -}}
+{{- $global := default (dict) .root.Values.global -}}
+{{- $registry := default .image.registry $global.imageRegistry | trimSuffix "/" -}}
+{{- $repository := .image.repository -}}
+{{- if $registry -}}
+{{- $repository = printf "%s/%s" $registry $repository -}}
+{{- end -}}
 {{- if .image.digest -}}
-{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- printf "%s:%s" $repository (default .root.Chart.AppVersion .image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -107,6 +113,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Helm --timeout (and Flux spec.timeout) that outlasts one migration Job: activeDeadlineSeconds plus a minute, in whole minutes (e.g. 16m for 900). Argument: $. */}}
+{{- define "fast-note.helmTimeout" -}}
+{{- printf "%dm" (div (add (int .Values.migration.job.activeDeadlineSeconds) 60 59) 60) -}}
+{{- end -}}
+
 {{/* API version of the HorizontalPodAutoscaler: autoscaling/v2 (1.23+), autoscaling/v2beta2 on older clusters; from the cluster's API list, else from its version. Argument: $. */}}
 {{- define "fast-note.hpa.apiVersion" -}}
 {{- if .Capabilities.APIVersions.Has "autoscaling/v2/HorizontalPodAutoscaler" -}}
@@ -131,6 +142,30 @@ policy/v1
 {{- else -}}
 policy/v1beta1
 {{- end -}}
+{{- end -}}
+
+{{/* metadata.annotations of an object, or nothing when empty: (dict "root" $ "annotations" (dict ...)); the object's own annotations win over commonAnnotations. */}}
+{{- define "fast-note.annotations" -}}
+{{- $merged := merge (deepCopy (default (dict) .annotations)) (deepCopy (default (dict) .root.Values.commonAnnotations)) -}}
+{{- with $merged }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of a pod template (YAML): (dict "root" $ "selector" "<selector labels YAML>" "extra" (dict ...)); the selector labels win over the extra pod labels, which win over commonLabels. */}}
+{{- define "fast-note.podLabels" -}}
+{{- $labels := merge (fromYaml .selector) (deepCopy (default (dict) .extra)) (deepCopy (default (dict) .root.Values.commonLabels)) -}}
+{{- toYaml $labels -}}
+{{- end -}}
+
+{{/* Env vars (a list) without those whose names the user's list sets: (dict "env" (list ...) "extra" (list ...)); the user's extraEnv wins, nothing is rendered twice. */}}
+{{- define "fast-note.envWithout" -}}
+{{- $taken := list -}}
+{{- range .extra }}{{ $taken = append $taken .name }}{{ end -}}
+{{- $out := list -}}
+{{- range .env }}{{ if not (has .name $taken) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- concat $out (default (list) .extra) | toYaml -}}
 {{- end -}}
 
 {{/* Helm ownership annotations, rendered on what the manual procedure applies with kubectl before the release exists (plain Job, its ServiceAccount, the values Secret) so Helm adopts those objects later. Argument: $. */}}

@@ -20,14 +20,46 @@ in ../_pod.tpl.
 {{- if .Values.database.existingSecret -}}{{ .Values.database.existingSecretKey }}{{- else -}}database-url{{- end -}}
 {{- end -}}
 
+{{/* True ("true") when the migration URL comes from values (migration.database.url, or database.url not overridden by a migration Secret): the chart stores it. Argument: $. */}}
+{{- define "fast-note.migration.database.fromValues" -}}
+{{- $m := .Values.migration.database -}}
+{{- if or $m.url (and .Values.database.url (not $m.existingSecret) (not $m.existingSecretKey)) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the migration role's URL for the release's own resources (plain Job, migrate init container): migration.database.existingSecret, the chart's Secret for migration.database.url, else the app's. Argument: $. */}}
+{{- define "fast-note.migration.database.secretName" -}}
+{{- $m := .Values.migration.database -}}
+{{- if $m.existingSecret -}}
+{{- $m.existingSecret -}}
+{{- else if $m.url -}}
+{{- include "fast-note.componentName" (dict "root" . "suffix" "db") -}}
+{{- else -}}
+{{- include "fast-note.database.secretName" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Key of the migration role's URL in that Secret. Argument: $. */}}
+{{- define "fast-note.migration.database.secretKey" -}}
+{{- $m := .Values.migration.database -}}
+{{- if $m.existingSecret -}}
+{{- default .Values.database.existingSecretKey $m.existingSecretKey -}}
+{{- else if $m.url -}}
+migration-database-url
+{{- else if $m.existingSecretKey -}}
+{{- $m.existingSecretKey -}}
+{{- else -}}
+{{- include "fast-note.database.secretKey" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Name of the hook-only copy of the database Secret (strategy hook with database.url): it must exist before the pre-install hook runs. Argument: $. */}}
 {{- define "fast-note.database.hookSecretName" -}}
 {{- include "fast-note.componentName" (dict "root" . "suffix" "migration-db") -}}
 {{- end -}}
 
-{{/* True when the migration hook Jobs read the database URL from the hook-only Secret copy (database.url set, Job is a hook). Argument: $. */}}
+{{/* True when the migration hook Jobs read the migration URL from the hook-only Secret copy (the URL comes from values, Job is a hook). Argument: $. */}}
 {{- define "fast-note.database.useHookSecret" -}}
-{{- if and (include "fast-note.migration.jobIsHook" .) .Values.database.url (not .Values.database.existingSecret) -}}true{{- end -}}
+{{- if and (include "fast-note.migration.jobIsHook" .) (include "fast-note.migration.database.fromValues" .) -}}true{{- end -}}
 {{- end -}}
 
 {{/* The migrator image reference. Argument: $. */}}
@@ -46,7 +78,7 @@ in ../_pod.tpl.
 
 {{/* True when the migration Job is a hook (a Helm hook, or an Argo CD PreSync hook): what it uses must then be a hook too. Argument: $. */}}
 {{- define "fast-note.migration.jobIsHook" -}}
-{{- if or (eq .Values.migration.strategy "hook") .Values.migration.argocd -}}true{{- end -}}
+{{- if or (eq .Values.migration.strategy "hook") (and .Values.migration.argocd (eq .Values.migration.strategy "job")) -}}true{{- end -}}
 {{- end -}}
 
 {{/* Secret name the migration Jobs read DATABASE_URL from. Argument: $. */}}
@@ -54,11 +86,20 @@ in ../_pod.tpl.
 {{- if include "fast-note.database.useHookSecret" . -}}
 {{- include "fast-note.database.hookSecretName" . -}}
 {{- else -}}
-{{- include "fast-note.database.secretName" . -}}
+{{- include "fast-note.migration.database.secretName" . -}}
 {{- end -}}
 {{- end -}}
 
-{{/* Hook annotations as YAML, built as a dict (empty when none apply): (dict "root" $ "events" "pre-install,pre-upgrade" "weight" 0 "argocdPhase" "PreSync"); Helm's when events is set, Argo CD's (hook phase, sync wave = weight) when argocdPhase is set and migration.argocd is true. */}}
+{{/* Key of DATABASE_URL in that Secret (the hook copy always uses database-url). Argument: $. */}}
+{{- define "fast-note.migration.secretKey" -}}
+{{- if include "fast-note.database.useHookSecret" . -}}
+database-url
+{{- else -}}
+{{- include "fast-note.migration.database.secretKey" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Hook annotations as YAML, built as a dict (empty when none apply): (dict "root" $ "events" "pre-install,pre-upgrade" "weight" 0 "argocdPhase" "PreSync" "logs" true); Helm's when events is set (logs: Helm prints the pod logs), Argo CD's (hook phase, sync wave = weight) when argocdPhase is set and migration.argocd is true. */}}
 {{- define "fast-note.migration.hookAnnotations" -}}
 {{- $annotations := dict -}}
 {{- $weight := toString .weight -}}
@@ -66,6 +107,10 @@ in ../_pod.tpl.
 {{- $_ := set $annotations "helm.sh/hook" .events -}}
 {{- $_ := set $annotations "helm.sh/hook-weight" $weight -}}
 {{- $_ := set $annotations "helm.sh/hook-delete-policy" "before-hook-creation,hook-succeeded" -}}
+{{- if .logs -}}
+{{- /* Helm 3.18+ and 4 print the Job's pod logs (every attempt) before deleting anything. */ -}}
+{{- $_ := set $annotations "helm.sh/hook-output-log-policy" "hook-succeeded,hook-failed" -}}
+{{- end -}}
 {{- end -}}
 {{- if and .argocdPhase .root.Values.migration.argocd -}}
 {{- $_ := set $annotations "argocd.argoproj.io/hook" .argocdPhase -}}
@@ -168,7 +213,7 @@ in ../_pod.tpl.
 {{- end -}}
 
 
-{{/* Spec of a migration Job: (dict "root" $ "name" "migrate" "args" (list ...) "component" "migration" "serviceAccountName" "..." "apiToken" false); the ServiceAccount defaults to the migration one. */}}
+{{/* Spec of a migration Job: (dict "root" $ "name" "migrate" "args" (list ...) "component" "migration" "serviceAccountName" "..." "apiToken" false "podLabels" (dict ...)); the ServiceAccount defaults to the migration one; podLabels go on top of migration.podLabels. */}}
 {{- define "fast-note.migration.jobSpec" -}}
 {{- $root := .root -}}
 {{- $job := $root.Values.migration.job -}}
@@ -193,23 +238,58 @@ podFailurePolicy:
 {{- end }}
 template:
   metadata:
+    {{- $selector := printf "%s\napp.kubernetes.io/component: %s" (include "fast-note.selectorLabels" $root) (.component | default "migration") }}
     labels:
-      {{- include "fast-note.selectorLabels" $root | nindent 6 }}
-      app.kubernetes.io/component: {{ .component | default "migration" }}
-    {{- with $root.Values.migration.job.podAnnotations }}
-    annotations:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
+      {{- include "fast-note.podLabels" (dict "root" $root "selector" $selector "extra" (merge (deepCopy (default (dict) $root.Values.migration.podLabels)) (default (dict) .podLabels))) | nindent 6 }}
+    {{- include "fast-note.annotations" (dict "root" $root "annotations" $root.Values.migration.job.podAnnotations) | trim | nindent 4 }}
   spec:
     {{- $sa := .serviceAccountName | default (include "fast-note.migration.serviceAccountName" $root) }}
-    {{- include "fast-note.migration.podSpec" (dict "root" $root "name" .name "args" .args "serviceAccountName" $sa "secretName" (include "fast-note.migration.secretName" $root) "apiToken" .apiToken) | nindent 4 }}
+    {{- include "fast-note.migration.podSpec" (dict "root" $root "name" .name "args" .args "serviceAccountName" $sa "secretName" (include "fast-note.migration.secretName" $root) "secretKey" (include "fast-note.migration.secretKey" $root) "apiToken" .apiToken) | nindent 4 }}
 {{- end -}}
 
 {{/* Metadata annotations of a migration Job: (dict "root" $ "base" (dict ...)): the chart's own (hook, adoption) annotations with migration.job.annotations merged on top. */}}
 {{- define "fast-note.migration.jobAnnotations" -}}
 {{- $merged := merge (deepCopy (default (dict) .root.Values.migration.job.annotations)) .base -}}
-{{- with $merged }}
-annotations:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
+{{- include "fast-note.annotations" (dict "root" .root "annotations" $merged) -}}
+{{- end -}}
+
+
+{{/* Egress rules every pod of the chart needs (YAML list items): DNS and the database. Argument: $. */}}
+{{- define "fast-note.networkPolicy.baseEgress" -}}
+{{- $np := .Values.networkPolicy -}}
+- to:
+    {{- toYaml $np.dns.peers | nindent 4 }}
+  ports:
+    - port: {{ $np.dns.port }}
+      protocol: UDP
+    - port: {{ $np.dns.port }}
+      protocol: TCP
+- to:
+    {{- range $np.database.cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  ports:
+    - port: {{ $np.database.port }}
+      protocol: TCP
+{{- end -}}
+
+{{/* Spec of the migrator pods' NetworkPolicy (migration Jobs, test Pod): no ingress, egress to DNS and the database. Argument: $. */}}
+{{- define "fast-note.networkPolicy.migrationSpec" -}}
+podSelector:
+  matchLabels:
+    {{- include "fast-note.selectorLabels" . | nindent 4 }}
+  matchExpressions:
+    - key: app.kubernetes.io/component
+      operator: In
+      values: [migration, test]
+policyTypes: [Ingress, Egress]
+ingress: []
+egress:
+  {{- include "fast-note.networkPolicy.baseEgress" . | nindent 2 }}
+{{- end -}}
+
+{{/* True when the chart renders pods other than the app's (migration Jobs, the test Pod). Argument: $. */}}
+{{- define "fast-note.networkPolicy.migratorPods" -}}
+{{- if or (has .Values.migration.strategy (list "hook" "job")) (and .Values.tests.enabled (include "fast-note.database.configured" .)) -}}true{{- end -}}
 {{- end -}}

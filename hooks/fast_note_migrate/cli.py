@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         "2s",
         type=_duration,
         metavar="DURATION",
-        help="time between two checks",
+        help="the longest time between two checks: a deployer's NOTIFY wakes wait at once, "
+        "this poll is the fallback (and the only way through PgBouncer)",
     )
 
     verb(

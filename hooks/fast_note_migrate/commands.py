@@ -229,18 +229,14 @@ def _first_line(exc: Exception) -> str:
     return redact(text.splitlines()[0] if text else repr(exc))
 
 
-def _reconnect_after_loss(
-    ctx: Context, conn: psycopg.Connection, exc: Exception, verb: str
-) -> psycopg.Connection:
-    """A new connection when ``exc`` lost the old one (a restart, a failover, a terminated
-    backend), within --connect-timeout; anything else is raised again."""
+def _raise_unless_connection_lost(conn: psycopg.Connection, exc: Exception) -> None:
+    """Raise ``exc`` again unless it lost the connection (a restart, a failover, a
+    terminated backend), which is logged."""
     import psycopg
 
     if not isinstance(exc, psycopg.OperationalError) or not (conn.closed or conn.broken):
         raise exc
     log.warning("lost the database connection (%s): reconnecting", _first_line(exc))
-    conn.close()
-    return connect(ctx.url, verb, ctx.connect_timeout)
 
 
 def _still_required(report: Report) -> list[MigrationState]:
@@ -259,21 +255,67 @@ def _still_required(report: Report) -> list[MigrationState]:
     return report.required_pending  # pending contract steps are fine
 
 
+class _HistoryWatch:
+    """What ``wait`` sees of the history: told at once by a deployer's NOTIFY, polled as
+    the fallback with a one-row query; the rows are read only when that row changed. A
+    lost connection is made again (within --connect-timeout)."""
+
+    def __init__(self, ctx: Context, local: list[Migration]) -> None:
+        self.ctx = ctx
+        self.local = local
+        self.listening = not ctx.url.pgbouncer  # LISTEN is session state: not via a pooler
+        self.conn = self._connect()
+        self.seen: tuple[object, ...] | None = None
+        self.report: Report | None = None
+
+    def _connect(self) -> psycopg.Connection:
+        conn = connect(self.ctx.url, "wait", self.ctx.connect_timeout)
+        if self.listening:
+            self.ctx.history(conn).listen()
+        return conn
+
+    def current(self) -> Report:
+        while True:
+            try:
+                fingerprint = self.ctx.history(self.conn).fingerprint()
+                if self.report is None or fingerprint != self.seen:
+                    self.report = self.ctx.report(self.conn, self.local)
+                    self.seen = fingerprint
+                return self.report
+            except Exception as exc:
+                _raise_unless_connection_lost(self.conn, exc)
+                self.conn.close()
+                self.conn, self.report = self._connect(), None
+
+    def sleep(self, seconds: float) -> None:
+        """Until a deployer's NOTIFY, or ``seconds`` at the most."""
+        import psycopg
+
+        if not self.listening:
+            time.sleep(seconds)
+            return
+        try:
+            for _ in self.conn.notifies(timeout=seconds, stop_after=1):
+                pass
+        except psycopg.OperationalError:
+            if not (self.conn.closed or self.conn.broken):
+                raise  # else the next look connects again
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
-    """Poll until every local migration is applied with a matching checksum; a lost
-    connection is made again (within --connect-timeout)."""
+    """Wait until every local migration is applied with a matching checksum: woken by the
+    deployer's NOTIFY, polling every ``interval`` as the fallback."""
     local = _local_with_scripts(ctx)
     started = time.monotonic()
     deadline = started + timeout
     last_logged = 0.0
-    conn = connect(ctx.url, "wait", ctx.connect_timeout)
+    watch = _HistoryWatch(ctx, local)
     try:
         while True:
-            try:
-                report = ctx.report(conn, local)
-            except Exception as exc:
-                conn = _reconnect_after_loss(ctx, conn, exc, "wait")
-                continue
+            report = watch.current()
             required = _still_required(report)
             if not required:
                 if report.pending:
@@ -308,9 +350,9 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
                     doing.get(required[0].state, ""),
                 )
                 last_logged = now
-            time.sleep(min(interval, max(0.0, deadline - now)))
+            watch.sleep(min(interval, max(0.0, deadline - now)))
     finally:
-        conn.close()
+        watch.close()
 
 
 def verify(ctx: Context) -> ExitCode:
@@ -374,6 +416,7 @@ def resolve(
                 )
             history.create()
             history.mark_applied_without_running(name, checksum)
+            conn.execute(history.notify().encode())
             log.info("migration %s is recorded as applied (no SQL was run)", name)
             return ExitCode.OK
         if not rows:
@@ -390,6 +433,7 @@ def resolve(
                 prisma_code="P3012",
             )
         history.mark_rolled_back(name)
+        conn.execute(history.notify().encode())
         log.info("migration %s is recorded as rolled back; the next deploy applies it again", name)
         return ExitCode.OK
 

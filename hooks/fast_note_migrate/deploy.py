@@ -22,7 +22,7 @@ from .phases import Phase
 from .redaction import redact
 from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
 from .state import MigrationState, Report, State
-from .statements import needs_split
+from .statements import needs_split, split
 
 if TYPE_CHECKING:
     import psycopg
@@ -142,6 +142,15 @@ def _resume_point(item: MigrationState) -> tuple[str, int]:
             f"first {row.progress[0]} statements by hand and run `fast-note-migrate resolve "
             f"--rolled-back {item.name}`",
         )
+    total = len(split(item.local.executable_sql()))
+    if total != row.progress[1]:  # the same file, split another way (another version)
+        raise Drift(
+            f"migration {item.name} was interrupted after {row.progress[0]} of "
+            f"{row.progress[1]} statements, but this version of the migrator splits it into "
+            f"{total}; nothing was changed",
+            hint=f"finish it with the migrator version that started it, or complete it by "
+            f"hand and run `fast-note-migrate resolve --applied {item.name}`",
+        )
     log.info(
         "migration %s was interrupted after %d of %d statements: this deploy resumes it",
         item.name,
@@ -252,7 +261,7 @@ class Deployer:
             if checksum is None
             else lambda total: history.insert_started(name, checksum, total),
             progress=lambda done, total: history.progress(name, done, total),
-            finish=lambda: history.mark_finished(name),
+            finish=lambda: f"{history.mark_finished(name)};\n{history.notify()}",
         )
 
     def _apply_one(self, migration: Migration, resume: tuple[str, int] | None) -> None:
@@ -277,7 +286,8 @@ class Deployer:
             elif needs_split(script):
                 self.runner.split(name, script, self._bookkeeping(name, checksum))
             else:
-                self.runner.transactional(name, script, self.history.insert_applied(name, checksum))
+                applied = self.history.insert_applied(name, checksum)
+                self.runner.transactional(name, script, f"{applied};\n{self.history.notify()}")
         except ScriptFailed as failure:
             exc = failure.error
             if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):

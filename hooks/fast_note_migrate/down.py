@@ -116,7 +116,7 @@ def apply(
             extra=fields(migration=migration.name),
         )
         t0 = time.monotonic()
-        after = history.mark_applied_rolled_back(migration.name)
+        after = f"{history.mark_applied_rolled_back(migration.name)};\n{history.notify()}"
         script = scripts[migration.name]
         try:
             if needs_split(script):

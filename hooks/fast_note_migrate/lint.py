@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -260,12 +261,13 @@ class _Script:
         return split(self.text)
 
     def statement_at(self, line: int) -> tuple[int, str]:
-        """The first line and code of the statement that contains ``line``."""
-        best = (line, "")
-        for statement in self.statements:
-            if statement.line <= line:
-                best = (statement.line, statement.code)
-        return best
+        """The first line and code of the statement that contains ``line`` (the last one
+        starting at or before it; statements are in line order)."""
+        index = bisect_right(self.statements, line, key=lambda statement: statement.line)
+        if index == 0:
+            return line, ""
+        statement = self.statements[index - 1]
+        return statement.line, statement.code
 
     def acknowledgment(self, first_line: int, rule: str) -> str | None:
         """The reason of an ``allow RULE`` comment in the comment block above the line."""

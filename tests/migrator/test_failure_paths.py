@@ -383,3 +383,52 @@ def test_wait_reconnects_after_a_database_restart(migrations: MigrationsFolder) 
             waiter.kill()
     assert waiter.returncode == 0, err
     assert "reconnecting" in err
+
+
+def test_wait_is_woken_by_the_deployers_notify_not_by_its_next_poll(
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
+    """With a poll interval of ten minutes, ``wait`` still ends as soon as the deploy
+    commits: the deployer's NOTIFY wakes it (the poll is only the fallback)."""
+    migrations.add("20240101000000_init", "CREATE TABLE a (x int);")
+    waiter = migrate.spawn("wait", "--timeout", "15m", "--interval", "10m")
+    try:
+        wait_until(lambda: db.migrator_sessions() == 1, 20, "wait to connect")
+        assert migrate("deploy").code == 0
+        _, err = waiter.communicate(timeout=30)
+    finally:
+        waiter.kill()
+    assert waiter.returncode == 0, err
+    assert "up to date" in err
+
+
+def test_an_interrupted_run_recorded_with_another_statement_count_is_not_resumed(
+    db: Database, migrations: MigrationsFolder, migrate: Migrator
+) -> None:
+    """Progress recorded by a migrator that split the same file differently (another
+    version) cannot say where to go on: deploy stops with exit 5 before any change."""
+    from fast_note_migrate.history import PROGRESS
+    from fast_note_migrate.migrations import render_checksum
+
+    name = migrations.add("20240101000000_split", SPLIT_WITH_GATE)
+    assert migrate("status").code == 3  # creates nothing; the table comes next
+    db.run(
+        "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY, checksum VARCHAR(64) "
+        "NOT NULL, finished_at TIMESTAMPTZ, migration_name VARCHAR(255) NOT NULL, logs TEXT, "
+        "rolled_back_at TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+        "applied_steps_count INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.run(
+        "INSERT INTO _prisma_migrations (id, checksum, migration_name, logs) "
+        "VALUES ('00000000-0000-4000-8000-000000000001', %s, %s, %s)",
+        render_checksum(SPLIT_WITH_GATE),
+        name,
+        PROGRESS.format(done=3, total=9, next=4),
+    )
+    before = db.snapshot()
+
+    result = migrate("deploy")
+
+    assert result.code == 5, result.output
+    assert "splits it into 5" in result.err
+    assert db.snapshot() == before

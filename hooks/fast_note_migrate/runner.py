@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_TIMEOUTS = ("lock_timeout", "statement_timeout")
+_CURRENT_TIMEOUTS = b"SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
 INDEX_QUERY = """
 SELECT n.nspname, c.relname, i.indisvalid FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -197,7 +199,7 @@ class Runner:
             if book.start is not None:
                 self.conn.execute(book.start(len(statements)).encode())
                 started = True
-            self._set_session_timeouts()
+            ours = self._set_session_timeouts()
             for unit in units(statements):
                 if unit.start < resume_at:
                     continue
@@ -210,7 +212,7 @@ class Runner:
                 done = unit.stop
             self._current = None
             self._refuse_open_transaction(statements)
-            self._reset_session_timeouts()
+            self._reset_session_timeouts(ours)
             if book.finish is not None:
                 self._finish(label, book.finish())
         except (psycopg.Error, OpenTransaction) as exc:
@@ -282,14 +284,37 @@ class Runner:
             "no COMMIT; everything since it was rolled back"
         )
 
-    def _set_session_timeouts(self) -> None:
+    def _set_session_timeouts(self) -> tuple[str, str]:
+        """Our timeouts for the session of a statement-by-statement run; returns them as
+        the server shows them."""
         self.conn.execute(
             f"SET lock_timeout = '{int(self.settings.lock_timeout * 1000)}ms'; "
             f"SET statement_timeout = '{int(self.settings.statement_timeout * 1000)}ms'".encode()
         )
+        return self._session_timeouts()
 
-    def _reset_session_timeouts(self) -> None:
-        self.conn.execute(b"RESET lock_timeout; RESET statement_timeout")
+    def _session_timeouts(self) -> tuple[str, str]:
+        row = self.conn.execute(_CURRENT_TIMEOUTS).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    def _reset_session_timeouts(self, ours: tuple[str, str] | None = None) -> None:
+        """RESET the timeouts this runner set. With ``ours`` (after a run that went
+        through), a timeout the script SET itself stays on the session, as Prisma leaves
+        a migration's session settings."""
+        names = list(_TIMEOUTS)
+        if ours is not None:
+            now = self._session_timeouts()
+            for name, mine, current in zip(_TIMEOUTS, ours, now, strict=True):
+                if current != mine:
+                    log.info(
+                        "the migration set %s = %s itself: it stays for this session, as in Prisma",
+                        name,
+                        current,
+                    )
+                    names.remove(name)
+        if names:
+            self.conn.execute("; ".join(f"RESET {name}" for name in names).encode())
 
     def _rollback_if_in_transaction(self) -> None:
         from psycopg.pq import TransactionStatus

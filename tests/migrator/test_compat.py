@@ -443,3 +443,22 @@ def test_resolve_rolled_back_needs_a_failed_state_p3012(
     assert migrate("deploy").code == 0
     result = migrate("resolve", "--rolled-back", name)
     assert result.code == 2 and "P3012" in result.err
+
+
+def test_a_statement_by_statement_migrations_own_timeouts_stay_on_the_session_as_in_prisma(
+    db: Database,
+) -> None:
+    """Prisma leaves a migration's session settings in place; so does a run statement by
+    statement, while the timeouts the runner set itself are reset afterwards."""
+    from fast_note_migrate.runner import Runner, Settings, SplitBookkeeping
+
+    script = (
+        "SET statement_timeout = '7s';\nCREATE TABLE t (x int);\n"
+        "CREATE INDEX CONCURRENTLY t_x ON t (x);\n"
+    )
+    with db.connect() as conn:
+        Runner(conn, Settings(lock_timeout=3.0)).split("m", script, SplitBookkeeping())
+        kept = conn.execute("SELECT current_setting('statement_timeout')").fetchone()
+        reset = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+    assert kept == ("7s",)  # the migration's own SET
+    assert reset == ("0",)  # the runner's 3s, reset

@@ -13,38 +13,10 @@ import pytest
 
 from testkit.cli import CLI, Migrator, clean_environment
 from testkit.database import Database, LockHolder
+from testkit.gate import GATED_MIGRATION, Gate, migrator_runs
 from testkit.migrations_folder import MigrationsFolder
 from testkit.pgserver import REPO
 from testkit.waiting import wait_until
-
-GATE = 4242  # an advisory lock the test holds to keep a migration statement waiting
-
-SPLIT_WITH_GATE = """CREATE TABLE t (x int);
-INSERT INTO t VALUES (1);
-CREATE INDEX CONCURRENTLY t_x ON t (x);
-SELECT pg_advisory_lock(4242);
-INSERT INTO t VALUES (2);
-"""
-
-
-def _waiting_on_gate(db: Database) -> bool:
-    return bool(
-        db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-            "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
-            f"%pg_advisory_lock({GATE})%",
-        )
-    )
-
-
-def _running(db: Database, needle: str) -> bool:
-    return bool(
-        db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-            "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
-            f"%{needle}%",
-        )
-    )
 
 
 class Pid1:
@@ -94,7 +66,7 @@ def test_sigterm_to_pid1_cancels_the_migration_and_releases_the_lock(
     migration is rolled back, no row is left and the lock is free."""
     migrations.add("20240101000000_slow", "CREATE TABLE t (x int);\nSELECT pg_sleep(120);\n")
     pid1 = Pid1(migrate, "deploy")
-    wait_until(lambda: _running(db, "pg_sleep"), 20, "the migration to run")
+    wait_until(lambda: migrator_runs(db, "pg_sleep"), 20, "the migration to run")
 
     code, err, seconds = pid1.terminate()
 
@@ -130,28 +102,26 @@ def test_an_interrupted_statement_by_statement_migration_resumes(
     """Killed (eviction, OOM) or terminated in the middle: while it runs, ``status`` says
     running and ``wait`` keeps waiting; afterwards the next deploy resumes at the first
     statement that did not commit, without running the committed ones again."""
-    name = migrations.add("20240101000000_split", SPLIT_WITH_GATE)
-    gate = db.connect(application_name="gate")
-    gate.execute(f"SELECT pg_advisory_lock({GATE})")
-    deployer = migrate.spawn("deploy", "--statement-lock-timeout", "0", capture=False)
-    try:
-        wait_until(lambda: _waiting_on_gate(db), 20, "the migration to wait at its 4th statement")
+    name = migrations.add("20240101000000_split", GATED_MIGRATION)
+    with Gate(db) as gate:
+        deployer = migrate.spawn("deploy", "--statement-lock-timeout", "0", capture=False)
+        try:
+            wait_until(gate.reached, 20, "the migration to wait at its 4th statement")
 
-        running = migrate("status", "--json")
-        state = json.loads(running.out)["migrations"][0]
-        assert running.code == 3 and state["state"] == "running", running.output
-        waiting = migrate("wait", "--timeout", "300ms", "--interval", "100ms")
-        assert waiting.code == 3, waiting.output
-        assert "being applied now" in waiting.err
+            running = migrate("status", "--json")
+            state = json.loads(running.out)["migrations"][0]
+            assert running.code == 3 and state["state"] == "running", running.output
+            waiting = migrate("wait", "--timeout", "300ms", "--interval", "100ms")
+            assert waiting.code == 3, waiting.output
+            assert "being applied now" in waiting.err
 
-        deployer.send_signal(stop)
-        deployer.wait(timeout=20)
-        # the server ends the backend of a vanished client within its check interval;
-        # releasing the gate before would let the orphaned statement finish
-        wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
-    finally:
-        deployer.kill()
-        gate.close()
+            deployer.send_signal(stop)
+            deployer.wait(timeout=20)
+            # the server ends the backend of a vanished client within its check interval;
+            # opening the gate before would let the orphaned statement finish
+            wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
+        finally:
+            deployer.kill()
     db.settle()
 
     interrupted = migrate("status")
@@ -176,19 +146,18 @@ def test_an_interrupted_migration_whose_file_changed_is_not_resumed(
 ) -> None:
     """Resuming runs the rest of the file that was started: a changed file stops deploy
     with exit 5 before any change."""
-    migrations.add("20240101000000_split", SPLIT_WITH_GATE)
-    gate = db.connect(application_name="gate")
-    gate.execute(f"SELECT pg_advisory_lock({GATE})")
-    deployer = migrate.spawn("deploy", "--statement-lock-timeout", "0", capture=False)
-    try:
-        wait_until(lambda: _waiting_on_gate(db), 20, "the migration to wait")
-        deployer.kill()
-        deployer.wait(timeout=20)
-        wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
-    finally:
-        gate.close()
+    migrations.add("20240101000000_split", GATED_MIGRATION)
+    with Gate(db) as gate:
+        deployer = migrate.spawn("deploy", "--statement-lock-timeout", "0", capture=False)
+        try:
+            wait_until(gate.reached, 20, "the migration to wait")
+            deployer.kill()
+            deployer.wait(timeout=20)
+            wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
+        finally:
+            deployer.kill()
     db.settle()
-    migrations.script("20240101000000_split").write_text(SPLIT_WITH_GATE + "SELECT 1;\n")
+    migrations.script("20240101000000_split").write_text(GATED_MIGRATION + "SELECT 1;\n")
     before = db.snapshot()
 
     result = migrate("deploy")
@@ -410,7 +379,7 @@ def test_an_interrupted_run_recorded_with_another_statement_count_is_not_resumed
     from fast_note_migrate.history import PROGRESS
     from fast_note_migrate.migrations import render_checksum
 
-    name = migrations.add("20240101000000_split", SPLIT_WITH_GATE)
+    name = migrations.add("20240101000000_split", GATED_MIGRATION)
     assert migrate("status").code == 3  # creates nothing; the table comes next
     db.run(
         "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY, checksum VARCHAR(64) "
@@ -421,7 +390,7 @@ def test_an_interrupted_run_recorded_with_another_statement_count_is_not_resumed
     db.run(
         "INSERT INTO _prisma_migrations (id, checksum, migration_name, logs) "
         "VALUES ('00000000-0000-4000-8000-000000000001', %s, %s, %s)",
-        render_checksum(SPLIT_WITH_GATE),
+        render_checksum(GATED_MIGRATION),
         name,
         PROGRESS.format(done=3, total=9, next=4),
     )

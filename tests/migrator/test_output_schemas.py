@@ -24,6 +24,7 @@ from fast_note_migrate.errors import ExitCode
 from fast_note_migrate.state import Report, State
 from testkit.cli import CliResult, Migrator
 from testkit.database import Database
+from testkit.gate import GATED_MIGRATION, Gate
 from testkit.migrations_folder import PRISMA_LAST, MigrationsFolder
 from testkit.pgserver import REPO, PostgresServer, free_port
 from testkit.waiting import wait_until
@@ -36,13 +37,6 @@ ID = re.compile(r"^https://fast-note\.dev/schemas/(?P<name>[a-z-]+)/v(?P<major>\
 
 POD = "notes-migrate-7f9c4"
 PRISMA_LOCK = 72707369  # the advisory lock key of Prisma and the migrator
-GATE = 4242  # an advisory lock the test holds to keep a migration statement waiting
-SPLIT_WITH_GATE = """CREATE TABLE t (x int);
-INSERT INTO t VALUES (1);
-CREATE INDEX CONCURRENTLY t_x ON t (x);
-SELECT pg_advisory_lock(4242);
-INSERT INTO t VALUES (2);
-"""
 
 
 def _problems(schema: dict[str, Any], document: object) -> list[str]:
@@ -260,37 +254,25 @@ def _drifted(db: Database, migrations: MigrationsFolder, migrate: Migrator) -> l
     return [document]
 
 
-def _waiting_on_gate(db: Database) -> bool:
-    return bool(
-        db.scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
-            "application_name LIKE 'fast-note-migrate%%' AND query LIKE %s AND state = 'active'",
-            f"%pg_advisory_lock({GATE})%",
-        )
-    )
-
-
 def _running_then_interrupted(
     db: Database, migrations: MigrationsFolder, migrate: Migrator
 ) -> list[dict]:
     """A statement-by-statement migration held at its 4th statement is running; stopped
     by SIGTERM it is interrupted, with its progress in the logs. The deployer's own JSON
     lines, the stop included, are valid too."""
-    name = migrations.add("20240101000000_split", SPLIT_WITH_GATE)
-    gate = db.connect(application_name="gate")
-    gate.execute(f"SELECT pg_advisory_lock({GATE})")
-    deployer = migrate.spawn(
-        "deploy", "--statement-lock-timeout", "0", "--log-format", "json", HOSTNAME=POD
-    )
-    try:
-        wait_until(lambda: _waiting_on_gate(db), 20, "the migration to wait at its 4th statement")
-        running = status_document(migrate)
-        deployer.send_signal(signal.SIGTERM)
-        _, err = deployer.communicate(timeout=20)
-        wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
-    finally:
-        deployer.kill()
-        gate.close()
+    name = migrations.add("20240101000000_split", GATED_MIGRATION)
+    with Gate(db) as gate:
+        deployer = migrate.spawn(
+            "deploy", "--statement-lock-timeout", "0", "--log-format", "json", HOSTNAME=POD
+        )
+        try:
+            wait_until(gate.reached, 20, "the migration to wait at its 4th statement")
+            running = status_document(migrate)
+            deployer.send_signal(signal.SIGTERM)
+            _, err = deployer.communicate(timeout=20)
+            wait_until(lambda: db.migrator_sessions() == 0, 15, "the deployer's session to end")
+        finally:
+            deployer.kill()
     db.settle()
     lines = log_lines(CliResult(deployer.returncode, "", err))
     assert deployer.returncode == 143, err

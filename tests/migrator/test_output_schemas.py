@@ -21,6 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from fast_note_migrate.errors import ExitCode
+from fast_note_migrate.lock import LOCK_KEY
 from fast_note_migrate.state import Report, State
 from testkit.cli import CliResult, Migrator
 from testkit.database import Database
@@ -36,7 +37,6 @@ LOG_LINE = json.loads((SCHEMAS / "log-line.v1.schema.json").read_text())
 ID = re.compile(r"^https://fast-note\.dev/schemas/(?P<name>[a-z-]+)/v(?P<major>\d+)\.json$")
 
 POD = "notes-migrate-7f9c4"
-PRISMA_LOCK = 72707369  # the advisory lock key of Prisma and the migrator
 
 
 def _problems(schema: dict[str, Any], document: object) -> list[str]:
@@ -379,7 +379,7 @@ def _timed_out_wait(db: Database, migrations: MigrationsFolder, migrate: Migrato
 def _lock_timeout(db: Database, migrations: MigrationsFolder, migrate: Migrator) -> CliResult:
     migrations.add("init", "CREATE TABLE a (x int);")
     with db.connect(application_name="other-deploy") as holder:
-        holder.execute(f"SELECT pg_advisory_lock({PRISMA_LOCK})")
+        holder.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
         return migrate.run("deploy", "--lock-timeout", "1s", "--log-format", "json")
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("fast_note_migrate")
 
 EXIT_CODES_HELP = "exit codes (every verb):\n" + "\n".join(
-    f"  {int(code)}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+    f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
 )
 
 DESCRIPTION = """\

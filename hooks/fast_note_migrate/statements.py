@@ -108,21 +108,18 @@ _TOKENS = rf"""
 # At the start of a statement psql reads its plain identifiers (not quoted ones, nor the
 # B, X, N, E and U& of strings) to see whether it is CREATE [OR REPLACE] FUNCTION or
 # PROCEDURE, and in such a statement BEGIN, CASE and END outside parentheses.
-_READ_WORDS = re.compile(
-    rf"""(?:{_PLAIN})*+
+_READ_WORDS = rf"""(?:{_PLAIN})*+
 (?:{_TOKENS}
 | [bBxXnN](?=') | [uU](?=&)
 | (?P<word>{_IDENTIFIER})
-)?""",
-    re.VERBOSE | re.DOTALL,
-)
+)?"""
 # Elsewhere identifiers are skimmed too, and so are parentheses balanced within three
 # levels that hold no token: they leave the depth as it was.
 _SKIMMED = rf"(?![eE]'){_IDENTIFIER} | {_PLAIN}"
 _BALANCED = r"(?!)"
 for _ in range(3):
     _BALANCED = rf"\((?:{_SKIMMED}|{_BALANCED})*+\)"
-_SKIM = re.compile(rf"(?:{_SKIMMED}|{_BALANCED})*+(?:{_TOKENS})?", re.VERBOSE | re.DOTALL)
+_SKIM = rf"(?:{_SKIMMED}|{_BALANCED})*+(?:{_TOKENS})?"
 _COMMENT_DELIMITER = re.compile(r"/\*|\*/")
 # After an E'' string: a quote after whitespace with a newline continues it (SQL's
 # string continuation), still with backslash escapes.
@@ -131,6 +128,15 @@ _CONTINUE = re.compile(
 )
 _ESCAPED_REST = re.compile(r"(?:[^'\\]++|\\.|'')*+(?P<escaped>')?", re.DOTALL)
 _NOT_SPACE = re.compile(rf"[^{_SPACE}]")
+
+
+@functools.cache
+def _scanner(pattern: str) -> re.Pattern[str]:
+    """``_READ_WORDS`` or ``_SKIM`` compiled on first use: their Unicode classes take
+    about 0.1 s to compile, which a verb that splits nothing (status, wait) need not pay."""
+    return re.compile(pattern, re.VERBOSE | re.DOTALL)
+
+
 # psql records the first letter of these among a statement's first four identifiers.
 _ROUTINE_WORDS = frozenset({"create", "or", "replace", "function", "procedure"})
 
@@ -245,7 +251,7 @@ class _Splitter:
         script, position = self.script, 0
         while position < len(script):
             # no word matters any more once the statement is known not to be a routine
-            pattern = _SKIM if self.routine is False else _READ_WORDS
+            pattern = _scanner(_SKIM if self.routine is False else _READ_WORDS)
             token = pattern.match(script, position)
             assert token is not None  # both match the empty string
             kind = token.lastgroup  # None: plain units only

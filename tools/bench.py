@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import selectors
+import signal
 import statistics
 import subprocess
 import sys
@@ -1180,7 +1181,12 @@ def waiters_section(
         return render_waiters(bench.waiters(args.waiters, peer), args.runs)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # runs the finally blocks that stop servers and remove worktrees
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(
         prog="python -m tools.bench",
         description=__doc__,

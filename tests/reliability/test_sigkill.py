@@ -147,3 +147,68 @@ def test_sigkill_soak(
     runs = iterations("SOAK_ITERATIONS", 100)
     outcomes = kill_at_random_moments(pg_server, migrations, capsys, runs)
     assert outcomes["mid-deploy"] >= runs // 10, f"too few kills landed mid-deploy: {outcomes}"
+
+
+SPLIT_STATEMENTS = 120
+
+
+def build_split(migrations: MigrationsFolder) -> str:
+    """One migration run statement by statement (it builds indexes CONCURRENTLY): 120
+    INSERTs into a table whose primary key refuses a statement run twice, two of them
+    in a transaction block of the file's own, and an index built mid-way."""
+    inserts = [f"INSERT INTO log VALUES ({k}); SELECT pg_sleep(0.002);" for k in range(1, 121)]
+    lines = [
+        "CREATE TABLE log (k int PRIMARY KEY);",
+        "CREATE INDEX CONCURRENTLY log_k_desc ON log (k DESC);",
+        *inserts[:60],
+        "BEGIN;",
+        *inserts[60:62],
+        "COMMIT;",
+        "CREATE INDEX CONCURRENTLY log_k_hash ON log USING hash (k);",
+        *inserts[62:],
+    ]
+    return migrations.add("20240101000001_split", "\n".join(lines) + "\n")
+
+
+def test_sigkill_during_a_statement_by_statement_migration_is_resumed_exactly_once(
+    pg_server: PostgresServer, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed at a random moment (eviction, OOM), the migration is applied, failed or
+    interrupted, never half-recorded; the next deploy finishes it, and every statement ran
+    exactly once (the primary key would refuse a second INSERT), indexes valid."""
+    name = build_split(migrations)
+    total = calibrate(pg_server, migrations)
+    seed = int(os.environ.get("KILL_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    outcomes: Counter[str] = Counter()
+    for iteration in range(iterations("KILL_ITERATIONS", 10)):
+        db = Database.on(pg_server, prefix="r_")
+        try:
+            delay = rng.uniform(0, total)
+            victim = spawn(db, migrations.path)
+            time.sleep(delay)
+            victim.send_signal(signal.SIGKILL)
+            code = victim.wait(timeout=30)
+            db.settle()
+            states = {r.name: r for r in db.history(missing_ok=True)}
+            row = states.get(name)
+            outcomes[
+                "finished" if code == 0 else "interrupted" if row and not row.finished else "none"
+            ] += 1
+            result = Migrator(db.url(), migrations.path, capsys)("deploy")
+            assert result.code == 0, result.err
+            assert [(r.name, r.applied, r.logs) for r in db.history()] == [(name, True, None)]
+            assert db.scalar("SELECT count(*) FROM log") == SPLIT_STATEMENTS
+            assert db.query("SELECT min(k), max(k) FROM log") == [(1, SPLIT_STATEMENTS)]
+            assert db.scalar(
+                "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'log'::regclass"
+            )
+            db.settle()
+        except AssertionError as exc:
+            raise AssertionError(
+                f"iteration {iteration}, seed {seed}, killed after {delay:.3f}s: {exc}"
+            ) from None
+        finally:
+            db.drop()
+    print(f"split kills (KILL_SEED={seed}, a whole deploy takes {total:.2f}s): {dict(outcomes)}")
+    assert sum(outcomes.values()) == iterations("KILL_ITERATIONS", 10)

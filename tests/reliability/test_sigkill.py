@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,10 +89,12 @@ def calibrate(server: PostgresServer, migrations: MigrationsFolder) -> float:
 def kill_at_random_moments(
     pg_server: PostgresServer,
     migrations: MigrationsFolder,
-    capsys: pytest.CaptureFixture[str],
     runs: int,
+    recover: Callable[[Database, int], str],
 ) -> Counter[str]:
-    names = build(migrations)
+    """``runs`` times: a fresh database, a deploy of ``migrations`` SIGKILLed after a random
+    part of a whole deploy's time, then ``recover(db, exit code)``, which checks what the
+    kill left, deploys again, checks the result and names the outcome."""
     total = calibrate(pg_server, migrations)
     seed = int(os.environ.get("KILL_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
@@ -105,21 +108,7 @@ def kill_at_random_moments(
             victim.send_signal(signal.SIGKILL)
             code = victim.wait(timeout=30)
             db.settle()
-            applied = check_consistent(db, names)
-            outcomes[
-                "finished"
-                if code == 0
-                else "before any"
-                if applied == 0
-                else "mid-deploy"
-                if applied < COUNT
-                else "after the last"
-            ] += 1
-            result = Migrator(db.url(), migrations.path, capsys)("deploy")
-            assert result.code == 0, f"iteration {iteration}, seed {seed}: {result.err}"
-            assert check_consistent(db, names) == COUNT
-            assert db.scalar("SELECT count(*) FROM applied") == COUNT - 1
-            assert len(db.history()) == COUNT
+            outcomes[recover(db, code)] += 1
             db.settle()
         except AssertionError as exc:
             raise AssertionError(
@@ -131,13 +120,35 @@ def kill_at_random_moments(
     return outcomes
 
 
+def recover_fifty(
+    migrations: MigrationsFolder, names: list[str], capsys: pytest.CaptureFixture[str]
+) -> Callable[[Database, int], str]:
+    """After a kill during the 50-migration deploy: history and schema agree, and the next
+    deploy applies the rest, each migration once."""
+
+    def recover(db: Database, code: int) -> str:
+        applied = check_consistent(db, names)
+        result = Migrator(db.url(), migrations.path, capsys)("deploy")
+        assert result.code == 0, result.err
+        assert check_consistent(db, names) == COUNT
+        assert db.scalar("SELECT count(*) FROM applied") == COUNT - 1
+        assert len(db.history()) == COUNT
+        if code == 0:
+            return "finished"
+        return (
+            "before any" if applied == 0 else "mid-deploy" if applied < COUNT else "after the last"
+        )
+
+    return recover
+
+
 def test_sigkill_at_random_moments(
     pg_server: PostgresServer, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    outcomes = kill_at_random_moments(
-        pg_server, migrations, capsys, iterations("KILL_ITERATIONS", 10)
-    )
-    assert sum(outcomes.values()) == iterations("KILL_ITERATIONS", 10)
+    runs = iterations("KILL_ITERATIONS", 10)
+    recover = recover_fifty(migrations, build(migrations), capsys)
+    outcomes = kill_at_random_moments(pg_server, migrations, runs, recover)
+    assert sum(outcomes.values()) == runs
 
 
 @pytest.mark.slow
@@ -145,7 +156,8 @@ def test_sigkill_soak(
     pg_server: PostgresServer, migrations: MigrationsFolder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs = iterations("SOAK_ITERATIONS", 100)
-    outcomes = kill_at_random_moments(pg_server, migrations, capsys, runs)
+    recover = recover_fifty(migrations, build(migrations), capsys)
+    outcomes = kill_at_random_moments(pg_server, migrations, runs, recover)
     assert outcomes["mid-deploy"] >= runs // 10, f"too few kills landed mid-deploy: {outcomes}"
 
 
@@ -177,38 +189,20 @@ def test_sigkill_during_a_statement_by_statement_migration_is_resumed_exactly_on
     interrupted, never half-recorded; the next deploy finishes it, and every statement ran
     exactly once (the primary key would refuse a second INSERT), indexes valid."""
     name = build_split(migrations)
-    total = calibrate(pg_server, migrations)
-    seed = int(os.environ.get("KILL_SEED") or random.randrange(1 << 30))
-    rng = random.Random(seed)
-    outcomes: Counter[str] = Counter()
-    for iteration in range(iterations("KILL_ITERATIONS", 10)):
-        db = Database.on(pg_server, prefix="r_")
-        try:
-            delay = rng.uniform(0, total)
-            victim = spawn(db, migrations.path)
-            time.sleep(delay)
-            victim.send_signal(signal.SIGKILL)
-            code = victim.wait(timeout=30)
-            db.settle()
-            states = {r.name: r for r in db.history(missing_ok=True)}
-            row = states.get(name)
-            outcomes[
-                "finished" if code == 0 else "interrupted" if row and not row.finished else "none"
-            ] += 1
-            result = Migrator(db.url(), migrations.path, capsys)("deploy")
-            assert result.code == 0, result.err
-            assert [(r.name, r.applied, r.logs) for r in db.history()] == [(name, True, None)]
-            assert db.scalar("SELECT count(*) FROM log") == SPLIT_STATEMENTS
-            assert db.query("SELECT min(k), max(k) FROM log") == [(1, SPLIT_STATEMENTS)]
-            assert db.scalar(
-                "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'log'::regclass"
-            )
-            db.settle()
-        except AssertionError as exc:
-            raise AssertionError(
-                f"iteration {iteration}, seed {seed}, killed after {delay:.3f}s: {exc}"
-            ) from None
-        finally:
-            db.drop()
-    print(f"split kills (KILL_SEED={seed}, a whole deploy takes {total:.2f}s): {dict(outcomes)}")
-    assert sum(outcomes.values()) == iterations("KILL_ITERATIONS", 10)
+
+    def recover(db: Database, code: int) -> str:
+        row = {r.name: r for r in db.history(missing_ok=True)}.get(name)
+        result = Migrator(db.url(), migrations.path, capsys)("deploy")
+        assert result.code == 0, result.err
+        assert [(r.name, r.applied, r.logs) for r in db.history()] == [(name, True, None)]
+        assert db.query("SELECT count(*), min(k), max(k) FROM log") == [
+            (SPLIT_STATEMENTS, 1, SPLIT_STATEMENTS)
+        ]
+        assert db.scalar(
+            "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'log'::regclass"
+        )
+        return "finished" if code == 0 else "interrupted" if row and not row.finished else "none"
+
+    runs = iterations("KILL_ITERATIONS", 10)
+    outcomes = kill_at_random_moments(pg_server, migrations, runs, recover)
+    assert sum(outcomes.values()) == runs

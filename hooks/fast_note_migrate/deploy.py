@@ -17,7 +17,7 @@ from .durations import format_duration
 from .errors import ConfigError, DatabaseError, Drift, HistoryBlocked, MigrationFailed
 from .history import History
 from .lint import Policy
-from .logs import fields
+from .logs import fields, migration_step
 from .phases import Phase
 from .redaction import redact
 from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
@@ -228,22 +228,8 @@ class Deployer:
         log.info("%d pending migration(s) to apply", len(pending))
         started = time.monotonic()
         for index, migration in enumerate(pending, 1):
-            log.info(
-                "applying %s (%d/%d)",
-                migration.name,
-                index,
-                len(pending),
-                extra=fields(migration=migration.name),
-            )
-            t0 = time.monotonic()
-            self._apply_one(migration, plan.resume.get(migration.name))
-            took = time.monotonic() - t0
-            log.info(
-                "applied %s in %s",
-                migration.name,
-                format_duration(took),
-                extra=fields(migration=migration.name, duration_s=round(took, 3)),
-            )
+            with migration_step(log, "applying", "applied", migration.name, index, len(pending)):
+                self._apply_one(migration, plan.resume.get(migration.name))
         took = time.monotonic() - started
         log.info(
             "applied %d migration(s) in %s",

@@ -10,14 +10,12 @@ before changing anything when a migration in the range has no down.sql.
 from __future__ import annotations
 
 import logging
-import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .durations import format_duration
 from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
 from .history import History
-from .logs import fields
+from .logs import migration_step
 from .migrations import DOWN_SCRIPT_NAME, Migration
 from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
 from .state import MigrationState, Report, State
@@ -102,55 +100,47 @@ def apply(
     conn: psycopg.Connection, schema: str, steps: list[Migration], settings: Settings
 ) -> None:
     """Run the down scripts newest first, each with its bookkeeping UPDATE."""
-    import psycopg
 
     scripts = {m.name: read_down(m) for m in steps}  # every file readable before we start
     history = History(conn, schema)
     runner = Runner(conn, settings)
     for index, migration in enumerate(steps, 1):
-        log.info(
-            "rolling back %s (%d/%d)",
-            migration.name,
-            index,
-            len(steps),
-            extra=fields(migration=migration.name),
-        )
-        t0 = time.monotonic()
-        after = f"{history.mark_applied_rolled_back(migration.name)};\n{history.notify()}"
-        script = scripts[migration.name]
-        try:
-            if needs_split(script):
-                runner.split(
-                    f"{migration.name}/{DOWN_SCRIPT_NAME}",
-                    script,
-                    SplitBookkeeping(finish=partial(str, after)),
-                )
-            else:
-                runner.transactional(f"{migration.name}/{DOWN_SCRIPT_NAME}", script, after)
-        except ScriptFailed as failure:
-            if conn.closed or conn.broken:
-                raise DatabaseError(
-                    f"lost the database connection while rolling back {migration.name}",
-                    hint="run `fast-note-migrate status`, then try again",
-                ) from None
-            error = failure.error
-            detail = (
-                error.diag.message_primary if isinstance(error, psycopg.Error) else None
-            ) or str(error)
-            raise MigrationFailed(
-                f"the {DOWN_SCRIPT_NAME} of {migration.name} failed: {detail.strip()}; "
-                f"{migration.name} stays applied"
-                + (
-                    f" (rolled back before it: {', '.join(m.name for m in steps[: index - 1])})"
-                    if index > 1
-                    else ""
-                ),
-                hint=f"fix {migration.down_path} and run down again",
+        with migration_step(log, "rolling back", "rolled back", migration.name, index, len(steps)):
+            _undo(conn, runner, history, migration, scripts[migration.name], steps[: index - 1])
+
+
+def _undo(
+    conn: psycopg.Connection,
+    runner: Runner,
+    history: History,
+    migration: Migration,
+    script: str,
+    undone_before: list[Migration],
+) -> None:
+    """Run one down script with the UPDATE that marks its migration rolled back."""
+    import psycopg
+
+    after = f"{history.mark_applied_rolled_back(migration.name)};\n{history.notify()}"
+    label = f"{migration.name}/{DOWN_SCRIPT_NAME}"
+    try:
+        if needs_split(script):
+            runner.split(label, script, SplitBookkeeping(finish=partial(str, after)))
+        else:
+            runner.transactional(label, script, after)
+    except ScriptFailed as failure:
+        if conn.closed or conn.broken:
+            raise DatabaseError(
+                f"lost the database connection while rolling back {migration.name}",
+                hint="run `fast-note-migrate status`, then try again",
             ) from None
-        took = time.monotonic() - t0
-        log.info(
-            "rolled back %s in %s",
-            migration.name,
-            format_duration(took),
-            extra=fields(migration=migration.name, duration_s=round(took, 3)),
+        error = failure.error
+        detail = (error.diag.message_primary if isinstance(error, psycopg.Error) else None) or str(
+            error
         )
+        before = ", ".join(m.name for m in undone_before)
+        raise MigrationFailed(
+            f"the {DOWN_SCRIPT_NAME} of {migration.name} failed: {detail.strip()}; "
+            f"{migration.name} stays applied"
+            + (f" (rolled back before it: {before})" if before else ""),
+            hint=f"fix {migration.down_path} and run down again",
+        ) from None

@@ -11,6 +11,9 @@ import json
 import logging
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +28,27 @@ def pod_name() -> str:
 def fields(**values: Any) -> dict[str, dict[str, Any]]:
     """``extra=`` for a log call: structured fields of a JSON line (None values dropped)."""
     return {"fields": {k: v for k, v in values.items() if v is not None}}
+
+
+@contextmanager
+def migration_step(
+    log: logging.Logger, doing: str, done: str, name: str, index: int, total: int
+) -> Iterator[None]:
+    """Log "DOING NAME (i/n)" before the block and, if it succeeds, "DONE NAME in T"
+    with the migration and its duration as fields."""
+    from .durations import format_duration
+
+    log.info("%s %s (%d/%d)", doing, name, index, total, extra=fields(migration=name))
+    started = time.monotonic()
+    yield
+    took = time.monotonic() - started
+    log.info(
+        "%s %s in %s",
+        done,
+        name,
+        format_duration(took),
+        extra=fields(migration=name, duration_s=round(took, 3)),
+    )
 
 
 class _TextFormatter(logging.Formatter):

@@ -44,7 +44,7 @@ demo: venv tools ## Run the demo: migrate an embedded PostgreSQL while three rep
 	$(BIN)/python -m tools.demo
 
 .PHONY: test
-test: venv tools ## Run the test suite: migrator and safety (real PostgreSQL), reliability (quick), chart (Helm 3 and 4)
+test: venv tools scan-tools ## Run the test suite: migrator and safety (real PostgreSQL), reliability (quick), chart (Helm 3 and 4, checkov scan)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint

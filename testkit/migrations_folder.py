@@ -1,6 +1,6 @@
 """A Prisma migrations folder built by a test, and the example migrations it can copy.
 
-The examples are ``examples/prisma/migrations`` (a fast-note-like Prisma history) followed
+The examples are ``examples/app/prisma/migrations`` (the example app's Prisma history) followed
 by ``examples/safety/migrations`` (an expand/contract rename of ``User.email``, each step
 with its ``down.sql``).
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from testkit.pgserver import REPO
 
-PRISMA_EXAMPLES = REPO / "examples" / "prisma" / "migrations"
+PRISMA_EXAMPLES = REPO / "examples" / "app" / "prisma" / "migrations"
 SAFETY_EXAMPLES = REPO / "examples" / "safety" / "migrations"
-PRISMA_LAST = "20240301120000_index_notes_updated_at"  # last of examples/prisma
+PRISMA_LAST = "20240301120000_index_notes_updated_at"  # last of examples/app/prisma
 RELEASE_N = "20240401090400_validate_user_email_address"  # last expand step of the rename
 
 _TIMESTAMPED = re.compile(r"\d+_")

@@ -54,7 +54,7 @@ def test_demo_runs_green() -> None:
     output = assert_embedded_demo_green(run_demo())
     if reason is not None:
         assert f"Kubernetes part skipped: {reason}" in output, output
-        assert "make e2e-control-plane e2e-deps" in output
+        assert "make e2e-images" in output
         return
     assert "Kubernetes part skipped" not in output
     assert "Kubernetes demo OK" in output, output
@@ -65,15 +65,15 @@ def test_demo_runs_green() -> None:
     assert re.search(r"container migrate exited 0", output), output
     assert len(re.findall(r"ok +helm test passed", output)) == 2, output
     assert "6 of 6 migrations recorded exactly once" in output
-    assert "Control plane, node agent and pods stopped." in output
+    assert "Control plane, node and pods stopped." in output
 
 
 def test_demo_falls_back_to_embedded_without_a_built_control_plane(tmp_path: Path) -> None:
     output = assert_embedded_demo_green(run_demo(FAST_NOTE_E2E_CACHE=str(tmp_path)))
     skipped = [row for row in output.splitlines() if row.startswith("Kubernetes part skipped")]
     assert len(skipped) == 1, output
-    assert "the control plane is not built" in skipped[0]
-    assert "make e2e-control-plane e2e-deps" in skipped[0] and "make e2e" in skipped[0]
+    assert "Kubernetes is not built" in skipped[0]
+    assert "make e2e-images" in skipped[0] and "make e2e" in skipped[0]
     assert "part 2" not in output
 
 
@@ -85,5 +85,5 @@ def test_demo_kube_0_runs_the_embedded_demo_only() -> None:
 def test_demo_kube_1_fails_when_the_kubernetes_part_cannot_run(tmp_path: Path) -> None:
     result = run_demo(FAST_NOTE_DEMO_KUBE="1", FAST_NOTE_E2E_CACHE=str(tmp_path))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "the control plane is not built" in result.stdout
+    assert "Kubernetes is not built" in result.stdout
     assert "Demo OK" not in result.stdout, "fails before running anything"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build kube-apiserver and kube-controller-manager 1.20.2 from Debian bookworm's source
+# Build kube-apiserver, kube-controller-manager, kube-scheduler and kubelet 1.20.2 from Debian bookworm's source
 # package `kubernetes` with Debian's golang-go, offline (vendored modules), and cache the
-# binaries outside the repository. Also installs etcd-server. Idempotent: a second run
-# finds the cache and returns at once.
+# binaries outside the repository. Also installs what the control plane and the node run
+# with (etcd-server; containerd, runc, the CNI plugins, iptables) and build images with
+# (buildah, mmdebstrap). Idempotent: a second run finds the cache and returns at once.
 #
 #   FAST_NOTE_E2E_CACHE   cache root (default /var/cache/fast-note-e2e)
 #
@@ -15,7 +16,7 @@ K8S_VERSION=$(python3 "$REPO/tools/fetch_tools.py" --pin kubernetes)
 CACHE_ROOT=${FAST_NOTE_E2E_CACHE:-/var/cache/fast-note-e2e}
 CACHE=$CACHE_ROOT/kubernetes-$K8S_VERSION
 BIN=$CACHE/bin
-COMPONENTS=(kube-apiserver kube-controller-manager)
+COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 log() { printf '[e2e-build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -46,7 +47,8 @@ have_binaries() {
   [ -f "$BIN/.complete" ]
 }
 
-apt_ensure etcd-server openssl
+apt_ensure etcd-server openssl containerd runc containernetworking-plugins iptables \
+  buildah mmdebstrap gcc libc6-dev
 
 if have_binaries; then
   log "control plane binaries cached in $BIN"
@@ -117,7 +119,7 @@ export KUBE_GIT_VERSION=v$K8S_VERSION KUBE_GIT_TREE_STATE=clean
 mkdir -p "$BIN"
 for c in "${COMPONENTS[@]}"; do
   if [ -x "$BIN/$c" ]; then continue; fi
-  log "building $c with $(go version | cut -d' ' -f3) (first time only: ~4 min for kube-apiserver, ~1 min for kube-controller-manager on 2 cores)"
+  log "building $c with $(go version | cut -d' ' -f3) (first time only: kube-apiserver ~4 min, kubelet ~3 min, the others ~1 min each on 2 cores)"
   start=$(date +%s)
   (cd "$GOPATH/src/k8s.io/kubernetes" && make WHAT=cmd/$c >&2)
   built=$(find "$SRC/_output" -type f -name "$c" -perm -u+x | head -n1)

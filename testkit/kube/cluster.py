@@ -1,9 +1,10 @@
 """A local Kubernetes control plane for the end-to-end tests and the demo.
 
-``LocalCluster`` runs etcd, kube-apiserver and kube-controller-manager (1.20.2, built
-once from Debian's source package by ``build-control-plane.sh`` and cached outside the
-repository) on 127.0.0.1, and optionally the node agent (``node_agent.py``, a test double
-of the kubelet), then yields a kubeconfig path::
+``LocalCluster`` runs etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+(1.20.2, built once from Debian's source package by ``build-control-plane.sh`` and cached
+outside the repository) on 127.0.0.1, and a real node (``node.py``: the kubelet, containerd
+and runc in namespaces of the run) running images built from the project's Dockerfiles
+(``images.py``), then yields a kubeconfig path::
 
     from testkit.kube.cluster import LocalCluster
 
@@ -21,25 +22,25 @@ poke at it by hand with the printed KUBECONFIG.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from testkit.kube import images
+from testkit.kube.node import NODE_NAME, LocalNode
+from testkit.kube.process import Process, free_port
 from tools.fetch_tools import PINS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,19 +49,17 @@ K8S_VERSION = PINS["kubernetes"].version
 DEFAULT_CACHE = Path(os.environ.get("FAST_NOTE_E2E_CACHE", "/var/cache/fast-note-e2e"))
 ADMIN_TOKEN_USER = "fast-note-e2e-admin"
 
-# kube-controller-manager 1.20 controllers we switch off: no nodes to manage besides the
-# agent's, no cloud, no routes, no load balancers.
-DISABLED_CONTROLLERS = ("nodeipam", "nodelifecycle", "route", "service", "cloud-node-lifecycle")
+# kube-controller-manager 1.20 controllers we switch off: no pod CIDRs to hand out (the
+# node's CNI configuration has its own range), no cloud, no routes, no load balancers. The
+# node lifecycle controller runs: it lifts the node's not-ready taint.
+DISABLED_CONTROLLERS = ("nodeipam", "route", "service", "cloud-node-lifecycle")
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+# installed by build-control-plane.sh with apt (with what the build itself needs)
+REQUIRED_PROGRAMS = ("etcd", "openssl", "containerd", "runc", "ctr", "buildah", "mmdebstrap")
 
 
 def log(msg: str) -> None:
     print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def control_plane_dir(cache: Path = DEFAULT_CACHE) -> Path:
@@ -70,14 +69,14 @@ def control_plane_dir(cache: Path = DEFAULT_CACHE) -> Path:
 def control_plane_cached(cache: Path = DEFAULT_CACHE) -> bool:
     """Whether the control plane binaries are built and cached (nothing to build)."""
     bin_dir = control_plane_dir(cache)
-    built = all((bin_dir / c).exists() for c in ("kube-apiserver", "kube-controller-manager"))
+    built = all((bin_dir / c).exists() for c in COMPONENTS)
     return built and (bin_dir / ".complete").exists()
 
 
 def ensure_control_plane(cache: Path = DEFAULT_CACHE) -> Path:
     """Build (first time) or find the cached control plane binaries; return their folder."""
     bin_dir = control_plane_dir(cache)
-    if control_plane_cached(cache) and shutil.which("etcd"):
+    if control_plane_cached(cache) and all(shutil.which(p) for p in REQUIRED_PROGRAMS):
         return bin_dir
     log(f"building the Kubernetes {K8S_VERSION} control plane into {bin_dir} (first run only)")
     env = dict(os.environ, FAST_NOTE_E2E_CACHE=str(cache))
@@ -87,70 +86,14 @@ def ensure_control_plane(cache: Path = DEFAULT_CACHE) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Process:
-    """A child process in its own process group, its output in a log file."""
-
-    name: str
-    argv: Sequence[str]
-    logfile: Path
-    env: dict[str, str] | None = None
-    popen: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
-
-    def start(self) -> Process:
-        self._log = open(self.logfile, "ab")  # noqa: SIM115 - closed in stop()
-        in_main = threading.current_thread() is threading.main_thread()
-        self.popen = subprocess.Popen(
-            list(self.argv),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            start_new_session=True,
-            preexec_fn=_set_pdeathsig if in_main else None,
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        # whatever is left in the group (children that outlived the leader)
-        if self.popen is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 @dataclass
 class LocalCluster:
-    """etcd + kube-apiserver + kube-controller-manager on loopback, optional node agent."""
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler on loopback; the node."""
 
-    node_agent: bool = True
-    images_dir: Path | None = None  # image tag -> file tree table for the node agent
+    node: bool = True  # run the kubelet and containerd (else the control plane only)
+    # app image tag -> its migrations (folder name -> SQL text or a migration folder)
+    app_images: Mapping[str, Mapping[str, str | Path]] = field(default_factory=dict)
+    bundled: Sequence[str] = ()  # app tags to build a bundled-migrations migrator image for
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fast-note-e2e-")))
     cache: Path = DEFAULT_CACHE
     # FAST_NOTE_E2E_KEEP=1 keeps the logs, kubeconfig and the agent's files after the run
@@ -158,13 +101,14 @@ class LocalCluster:
     startup_timeout: float = 90.0
     processes: list[Process] = field(default_factory=list)
     token: str = field(default_factory=lambda: os.urandom(16).hex())
+    local_node: LocalNode | None = None
 
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
 
     @property
-    def agent_dir(self) -> Path:
+    def node_dir(self) -> Path:
         return self.workdir / "node"
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -179,15 +123,17 @@ class LocalCluster:
     def start(self) -> None:
         t0 = time.monotonic()
         bin_dir = ensure_control_plane(self.cache)
+        archives = images.ensure_images(self.app_images, self.bundled) if self.node else []
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_credentials()
         self._start_etcd()
         self._start_apiserver(bin_dir)
         self._wait_ready("kube-apiserver", "/readyz")
         self._start_controller_manager(bin_dir)
+        self._start_scheduler(bin_dir)
         self._wait_default_serviceaccount()
-        if self.node_agent:
-            self.start_node_agent()
+        if self.node:
+            self.start_node(bin_dir, archives)
         log(f"control plane ready in {time.monotonic() - t0:.1f} s (KUBECONFIG={self.kubeconfig})")
 
     def start_or_stop(self) -> None:
@@ -199,15 +145,18 @@ class LocalCluster:
             raise
 
     def stop(self) -> None:
+        if self.local_node is not None:
+            log("stopping the node (kubelet, pods, containerd)")
+            self.local_node.stop()
+            self.local_node = None
         if self.processes:
-            log("stopping the node agent and the control plane")
+            log("stopping the control plane")
         for proc in reversed(self.processes):
-            # the node agent stops its pods first (SIGTERM, up to 5 s each, in parallel)
-            proc.stop(timeout=15.0 if proc.name == "node-agent" else 5.0)
+            proc.stop(timeout=5.0)
         self.processes.clear()
         shutil.rmtree(self._etcd_dir(), ignore_errors=True)
         if self.keep_workdir:
-            log(f"kept {self.workdir} (logs/, node/pods/<namespace>/<pod>/<container>.log)")
+            log(f"kept {self.workdir} (logs/, node/logs/, node/var-log/pods/)")
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -306,6 +255,10 @@ class LocalCluster:
                 "--service-cluster-ip-range",
                 "10.96.0.0/16",
                 "--allow-privileged=true",
+                # the node is "localhost": kubectl logs/exec reach its kubelet through a relay
+                # from the host's loopback into the node's network namespace
+                "--kubelet-preferred-address-types",
+                "Hostname",
                 "--endpoint-reconciler-type",
                 "none",
                 "--profiling=false",
@@ -346,6 +299,20 @@ class LocalCluster:
         )
         self.kubeconfig.chmod(0o600)
 
+    def _component_flags(self) -> list[str]:
+        """What the controller manager and the scheduler share: the admin kubeconfig, no
+        leader election, their own API on a free loopback port, no insecure port."""
+        kubeconfig = str(self.kubeconfig)
+        return [
+            *("--kubeconfig", kubeconfig),
+            *("--authentication-kubeconfig", kubeconfig),
+            *("--authorization-kubeconfig", kubeconfig),
+            "--leader-elect=false",
+            *("--bind-address", "127.0.0.1"),
+            *("--secure-port", str(free_port())),
+            *("--port", "0"),
+        ]
+
     def _start_controller_manager(self, bin_dir: Path) -> None:
         pki = self.workdir / "pki"
         controllers = ",".join(["*", *(f"-{c}" for c in DISABLED_CONTROLLERS)])
@@ -353,25 +320,13 @@ class LocalCluster:
             "kube-controller-manager",
             [
                 str(bin_dir / "kube-controller-manager"),
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--authentication-kubeconfig",
-                str(self.kubeconfig),
-                "--authorization-kubeconfig",
-                str(self.kubeconfig),
-                "--leader-elect=false",
+                *self._component_flags(),
                 "--controllers",
                 controllers,
                 "--service-account-private-key-file",
                 str(pki / "sa.key"),
                 "--root-ca-file",
                 str(pki / "apiserver.crt"),
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                str(free_port()),
-                "--port",
-                "0",
                 "--concurrent-deployment-syncs",
                 "5",
                 "--concurrent-replicaset-syncs",
@@ -381,24 +336,57 @@ class LocalCluster:
             ],
         )
 
-    def start_node_agent(self) -> Process:
-        """Start the node agent (``testkit/kube/node_agent.py``) against this cluster."""
-        self.agent_dir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "testkit.kube.node_agent",
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "--workdir",
-            str(self.agent_dir),
-        ]
-        if self.images_dir is not None:
-            argv += ["--images", str(self.images_dir)]
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        proc = self._spawn("node-agent", argv, env=env)
-        self._wait_node_ready()
-        return proc
+    def _start_scheduler(self, bin_dir: Path) -> None:
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                *self._component_flags(),
+                "--v",
+                "1",
+            ],
+        )
+
+    def start_node(self, bin_dir: Path, archives: Sequence[Path]) -> LocalNode:
+        """Start the node (``node.py``) with these images imported, and wait until Ready."""
+        t0 = time.monotonic()
+        # the image store is a cache: an unchanged image is not imported again
+        containerd_root = images.CACHE.parent / "containerd"
+        self.local_node = self._node(bin_dir, self.node_dir, NODE_NAME, containerd_root)
+        self._bring_up(self.local_node, archives)
+        log(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.1f} s (kubelet, containerd, runc)")
+        return self.local_node
+
+    def second_node(self, workdir: Path, name: str) -> LocalNode:
+        """Another node with its own namespaces, image store and cgroups (only the pause
+        image); the caller stops it."""
+        node = self._node(control_plane_dir(self.cache), workdir, name, workdir / "containerd")
+        self._bring_up(node, [images.pause_archive()])
+        return node
+
+    def _node(self, bin_dir: Path, workdir: Path, name: str, containerd_root: Path) -> LocalNode:
+        return LocalNode(
+            workdir=workdir,
+            bin_dir=bin_dir,
+            api_port=self.api_port,
+            api_ca=self.workdir / "pki" / "apiserver.crt",
+            token=self.token,
+            containerd_root=containerd_root,
+            pause_image=images.PAUSE_IMAGE,
+            name=name,
+        )
+
+    def _bring_up(self, node: LocalNode, archives: Sequence[Path]) -> None:
+        try:
+            node.start_namespaces()
+            node.start_containerd()
+            node.forget_old_containers()
+            images.import_images(str(node.containerd_socket), archives)
+            node.start_kubelet()
+            self._wait_node_ready(node)
+        except BaseException:
+            node.stop()
+            raise
 
     # -- readiness -----------------------------------------------------------------------------
 
@@ -451,16 +439,15 @@ class LocalCluster:
             ("etcd", "kube-apiserver", "kube-controller-manager"),
         )
 
-    def _wait_node_ready(self) -> None:
+    def _wait_node_ready(self, node: LocalNode) -> None:
         def ok() -> bool:
-            nodes = self.request("/api/v1/nodes")["items"]
+            node.check_alive()
+            status = self.request(f"/api/v1/nodes/{node.name}").get("status", {})
             return any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for n in nodes
-                for c in n.get("status", {}).get("conditions", [])
+                c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
             )
 
-        self._poll("the node agent's Node", ok, [p.name for p in self.processes])
+        self._poll(f"node {node.name} to be Ready", ok, [p.name for p in self.processes])
 
     def wait_namespace_ready(self, namespace: str, timeout: float = 30.0) -> None:
         """Wait until the namespace's default ServiceAccount has its token (pods need it)."""
@@ -478,15 +465,14 @@ def main() -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-node-agent", action="store_true")
-    parser.add_argument("--images", type=Path, help="images table folder for the node agent")
+    parser.add_argument("--no-node", action="store_true", help="the control plane only")
     parser.add_argument("--build-only", action="store_true", help="build/cache the binaries, exit")
     args = parser.parse_args()
     if args.build_only:
         print(ensure_control_plane())
         return 0
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with LocalCluster(node_agent=not args.no_node_agent, images_dir=args.images) as cluster:
+    with LocalCluster(node=not args.no_node) as cluster:
         print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while all(p.alive() for p in cluster.processes):

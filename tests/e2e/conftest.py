@@ -3,10 +3,11 @@
 The helpers behind them (``Cluster``, ``Kube``, ``Helm``, ``Database``, ``Images``) are in
 ``testkit/harness.py``; test modules import them from there.
 
-``make e2e`` runs them (``FAST_NOTE_E2E=1 pytest -m e2e tests/e2e``): it starts the local
-control plane (etcd, kube-apiserver, kube-controller-manager built from Debian's source,
-see testkit/kube/cluster.py) and the node agent once per session and stops everything at the
-end, also on a failure or Ctrl-C. A plain ``pytest`` run skips these tests.
+``make e2e`` runs them (``FAST_NOTE_E2E=1 pytest -m e2e tests/e2e``): it builds the images
+of ``testkit/catalogue.py`` (cached), starts the local control plane and the node (etcd,
+kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, containerd and runc, see
+testkit/kube/cluster.py and node.py) once per session and stops everything at the end, also
+on a failure or Ctrl-C. A plain ``pytest`` run skips these tests.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import os
 import re
 import signal
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
+from testkit import catalogue
 from testkit.database import Database
-from testkit.harness import HELMS, KUBECTL, Cluster, Helm, Images, Kube, run
+from testkit.harness import HELMS, KUBECTL, Cluster, Helm, Kube, run
 from testkit.kube.cluster import LocalCluster
+from testkit.migrations_folder import MigrationsFolder
 from testkit.pgserver import PostgresServer
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -31,7 +34,7 @@ E2E_DIR = Path(__file__).resolve().parent
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("FAST_NOTE_E2E") == "1":
         # a SIGTERM (CI timeout, kill) stops the session like Ctrl-C: the finalizers stop
-        # the control plane, the node agent's pods and PostgreSQL
+        # the node, its pods, the control plane and PostgreSQL
         def interrupt(signum: int, frame: object) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
@@ -60,33 +63,23 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def images_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("images")
-    path.chmod(0o755)
-    return path
-
-
-@pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest, images_root: Path) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, e2e_postgres: str) -> Iterator[Cluster]:
     remote = os.environ.get("FAST_NOTE_E2E_KUBECONFIG")
     if remote:
         yield Cluster(Path(remote), None)
         return
-    local = LocalCluster(images_dir=images_root)
+    local = LocalCluster(app_images=catalogue.app_images(), bundled=catalogue.BUNDLED_TAGS)
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():  # show the build/start progress
         print()
         local.start_or_stop()
     try:
-        yield Cluster(local.kubeconfig, local)
+        cluster = Cluster(local.kubeconfig, local)
+        cluster.reach_database_from_pods(e2e_postgres)
+        yield cluster
     finally:
         with capture.global_and_fixture_disabled():
             local.stop()
-
-
-@pytest.fixture(scope="session")
-def images(images_root: Path) -> Images:
-    return Images(images_root)
 
 
 @pytest.fixture
@@ -124,14 +117,32 @@ def e2e_postgres() -> Iterator[str]:
 
 
 @pytest.fixture
-def database(e2e_postgres: str, kube: Kube) -> Iterator[Database]:
+def database(e2e_postgres: str, kube: Kube, cluster: Cluster) -> Iterator[Database]:
     """A fresh database, and the Secret ``fast-note-db`` (key ``database-url``) in the namespace."""
     db = Database.create(e2e_postgres, prefix="e2e_")
+    url = cluster.pod_database_url(db)
     kube.kubectl(
-        "create", "secret", "generic", "fast-note-db", f"--from-literal=database-url={db.url()}"
+        "create", "secret", "generic", "fast-note-db", f"--from-literal=database-url={url}"
     )
     yield db
     db.drop()
+
+
+@pytest.fixture(scope="session")
+def image_migrations(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """The migrations folder an app image tag carries, for the migrator run from the host."""
+    root = tmp_path_factory.mktemp("image-migrations")
+
+    def folder(tag: str) -> Path:
+        path = root / tag
+        if not path.exists():
+            target = MigrationsFolder(path)
+            for name, sql in catalogue.app_images()[tag].items():
+                script = sql / "migration.sql" if isinstance(sql, Path) else None
+                target.add(name, script.read_text() if script else str(sql))
+        return path
+
+    return folder
 
 
 @pytest.fixture(autouse=True, scope="session")

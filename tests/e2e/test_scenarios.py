@@ -1,15 +1,17 @@
 """The chart and the migrator on a real Kubernetes API server, with Helm 3 and Helm 4.
 
 Each test installs the chart in its own namespace against its own database. App image tags
-and the migrations they carry are in ``testkit/catalogue.py``; the node agent runs the pods.
+and the migrations they carry are in ``testkit/catalogue.py``; the images are built from
+``examples/app/Dockerfile`` and ``hooks/Dockerfile`` and run by the kubelet and containerd.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,6 @@ from testkit.harness import (
     RELEASE,
     Cluster,
     Helm,
-    Images,
     Kube,
     example_migrations,
     migrate,
@@ -30,14 +31,9 @@ from testkit.harness import (
     pod_ready,
 )
 from testkit.harness import release_values as values
+from testkit.kube.images import BUNDLED_REPOSITORY
 
 HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
-
-
-@pytest.fixture(autouse=True, scope="session")
-def app_images(images: Images) -> Images:
-    catalogue.define_all(images)
-    return images
 
 
 def app_pods(kube: Kube) -> list[dict[str, Any]]:
@@ -73,11 +69,14 @@ def test_hook_install_migrates_empty_database_and_helm_test_passes(
     helm: Helm, kube: Kube, database: Database
 ) -> None:
     """1. strategy hook, empty database: the pre-install Job migrates, the pods start, `helm
-    test` passes and _prisma_migrations holds the example history."""
+    test` passes and prints the verify pod's log, _prisma_migrations holds the history."""
     helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
     assert_app_serving(kube, catalogue.CURRENT, 2)
     assert_applied_once(database, example_migrations())
-    helm.test(RELEASE)
+    # the chart's hook-output-log-policy: Helm prints the verify pod's log without --logs
+    # (which fails on Helm 3.19: the pod is deleted on success before it reads the log)
+    result = helm.test(RELEASE)
+    assert "[ok] no pending migration" in result.stdout + result.stderr, result
     assert migration_jobs(kube) == [], "hook-succeeded: the hook Job is deleted"
 
 
@@ -98,7 +97,11 @@ def test_upgrade_with_one_new_migration_applies_it_once_and_rolls_pods(
 
 @HELM_MAJORS
 def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolve(
-    helm: Helm, kube: Kube, database: Database, images: Images, cluster: Cluster
+    helm: Helm,
+    kube: Kube,
+    database: Database,
+    cluster: Cluster,
+    image_migrations: Callable[[str], Path],
 ) -> None:
     """3. a failing migration: `helm upgrade` fails, the release is failed, the old pods keep
     serving, the failed Job and its log remain, `status` names the migration; after
@@ -111,13 +114,11 @@ def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolv
     assert helm.history(RELEASE)[-1]["status"] == "failed"
     assert_app_serving(kube, catalogue.CURRENT, 2)
     assert {p["metadata"]["name"] for p in app_pods(kube)} == old_pods
-    if cluster.local is not None:  # the old pods answer (the node agent knows their ports)
-        for name in old_pods:
-            port = cluster.pod_ports(kube.namespace, name)["http"]
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as resp:
-                body = json.loads(resp.read())
-            assert body["image"] == f"{APP_REPOSITORY}:{catalogue.CURRENT}"
-            assert catalogue.BROKEN not in body["applied_migrations"]
+    for name in old_pods:  # the old pods answer, with their own image and schema
+        body = cluster.app_get(kube, name)
+        assert body["status"] == 200, body
+        assert body["image"] == f"{APP_REPOSITORY}:{catalogue.CURRENT}"
+        assert catalogue.BROKEN not in body["applied_migrations"]
 
     jobs = migration_jobs(kube)
     assert len(jobs) == 1 and job_failed(jobs[0]), [j["metadata"]["name"] for j in jobs]
@@ -126,7 +127,7 @@ def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolv
     log = cluster.container_log(kube, job_pods[0]["metadata"]["name"], "migrate")
     assert catalogue.BROKEN in log, log
 
-    broken_dir = images.migrations_dir(catalogue.BROKEN_TAG)
+    broken_dir = image_migrations(catalogue.BROKEN_TAG)
     status = migrate(database, "status", "--json", migrations=broken_dir, check=False)
     assert status.returncode == 4, status
     assert catalogue.BROKEN in json.dumps(json.loads(status.stdout))
@@ -140,17 +141,22 @@ def test_failed_migration_fails_upgrade_keeps_old_pods_and_recovers_after_resolv
 
 @HELM_MAJORS
 def test_init_container_strategy_applies_each_migration_once_with_three_replicas(
-    helm: Helm, kube: Kube, database: Database
+    helm: Helm, kube: Kube, database: Database, cluster: Cluster
 ) -> None:
-    """4. strategy initContainer, 3 replicas migrating at once: each migration applied
-    exactly once (the migrator's lock), all pods Ready."""
+    """4. strategy initContainer, 3 replicas started together: one pod's migrator applies the
+    migrations, the others wait for its lock and find nothing to do; all pods Ready."""
     helm.upgrade(RELEASE, values("initContainer", catalogue.CURRENT, replicas=3))
     assert_app_serving(kube, catalogue.CURRENT, 3)
     assert_applied_once(database, example_migrations())
     assert migration_jobs(kube) == []
+    logs = []
     for pod in app_pods(kube):
         inits = [c["name"] for c in pod["spec"]["initContainers"]]
         assert inits == ["copy-migrations", "migrate"]
+        logs.append(cluster.container_log(kube, pod["metadata"]["name"], "migrate"))
+    applied = [log for log in logs if f"applied {len(example_migrations())} migration(s)" in log]
+    up_to_date = [log for log in logs if "no pending migrations" in log]
+    assert (len(applied), len(up_to_date)) == (1, 2), "\n---\n".join(logs)
 
 
 @HELM_MAJORS
@@ -192,10 +198,11 @@ def test_rollback_starts_old_pods_although_database_is_ahead(
 
 @HELM_MAJORS
 def test_strategy_none_leaves_database_alone(
-    helm: Helm, kube: Kube, database: Database, images: Images
+    helm: Helm, kube: Kube, database: Database, image_migrations: Callable[[str], Path]
 ) -> None:
-    """7. strategy none: no Job, no init container, the database is not touched."""
-    migrate(database, "deploy", migrations=images.migrations_dir(catalogue.OLD))
+    """7. strategy none: no Job, no init container, the database is not touched (the operator
+    migrated it; the app, ready only with its schema, starts on it)."""
+    migrate(database, "deploy", migrations=image_migrations(catalogue.CURRENT))
     before = database.history(missing_ok=True)
     helm.upgrade(RELEASE, values("none", catalogue.CURRENT))
     assert_app_serving(kube, catalogue.CURRENT, 2)
@@ -203,3 +210,25 @@ def test_strategy_none_leaves_database_alone(
     assert migration_jobs(kube) == []
     for pod in app_pods(kube):
         assert not pod["spec"].get("initContainers")
+
+
+@HELM_MAJORS
+def test_bundled_migrations_need_nothing_of_the_app_image(
+    helm: Helm, kube: Kube, database: Database
+) -> None:
+    """8. `migration.source.image: migrator` with a migrator image built with the app's
+    migrations inside (examples/app/migrator.Dockerfile): no copy container anywhere, the
+    hook Job migrates, the pods wait for exactly those migrations, `helm test` passes."""
+    release = values("hook", catalogue.CURRENT)
+    release["migration"]["image"] = {"repository": BUNDLED_REPOSITORY, "tag": catalogue.CURRENT}
+    release["migration"]["source"] = {"image": "migrator"}
+    helm.upgrade(RELEASE, release)
+    assert_app_serving(kube, catalogue.CURRENT, 2)
+    assert_applied_once(database, example_migrations())
+    for pod in app_pods(kube):
+        inits = [c["name"] for c in pod["spec"]["initContainers"]]
+        assert inits == ["wait-for-migrations"], inits
+        assert {c["image"] for c in pod["spec"]["initContainers"]} == {
+            f"{BUNDLED_REPOSITORY}:{catalogue.CURRENT}"
+        }
+    helm.test(RELEASE)

@@ -1,8 +1,8 @@
 """`make demo`: ``.venv/bin/python -m tools.demo`` (after ``make venv tools``).
 
 First the embedded demo (``tools/demo/embedded.py``: one migration Job and three app
-replicas against an embedded PostgreSQL), then, when the local control plane is already built
-(``make e2e-control-plane e2e-deps`` or ``make e2e``), scenarios 1 and 2 of docs/e2e.md with
+replicas against an embedded PostgreSQL), then, when Kubernetes and the images are already built
+(``make e2e-images`` or ``make e2e``), scenarios 1 and 2 of docs/e2e.md with
 Helm on it (``tools/demo/kube.py``); ``FAST_NOTE_DEMO_KUBE=0`` skips that, ``=1`` requires it.
 
 It exits 0 only if everything happened as expected, so it doubles as a smoke test.

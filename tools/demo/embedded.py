@@ -4,7 +4,7 @@
 
 1. starts a throw-away PostgreSQL (``testkit.pgserver``; under ``.tools/demo``, or as the
    user ``nobody`` under /tmp when run as root, because initdb refuses root),
-2. shows ``status`` with every migration of ``examples/prisma/migrations`` pending,
+2. shows ``status`` with every migration of ``examples/app/prisma/migrations`` pending,
 3. starts three simulated replicas running ``wait`` and, a moment later, one ``deploy``,
    all as real ``fast-note-migrate`` processes, and streams their logs,
 4. shows ``status`` and ``verify``, then a second ``deploy`` that has nothing to do,
@@ -38,7 +38,7 @@ from fast_note_migrate.errors import EXIT_CODE_MEANINGS
 from testkit.pgserver import REPO, UNPRIVILEGED_USER, PostgresServer
 from tools.demo.output import Out
 
-MIGRATIONS_DIR = REPO / "examples" / "prisma" / "migrations"
+MIGRATIONS_DIR = REPO / "examples" / "app" / "prisma" / "migrations"
 DEMO_WORKDIR = REPO / ".tools" / "demo"
 DATABASE = "fast_note"
 SCHEMA = "app"

@@ -3,10 +3,11 @@
 ``python -m tools.demo`` runs it after the embedded demo when it can (see
 :func:`unavailable_reason`):
 
-1. an embedded PostgreSQL, the local control plane (``testkit.kube.cluster.LocalCluster``:
-   etcd, kube-apiserver, kube-controller-manager) and the node agent, with the app image
-   tags of ``testkit/catalogue.py`` (``0.9.0`` = the example migrations but the last,
-   ``1.0.0`` = all of them);
+1. an embedded PostgreSQL, the local control plane and node (``testkit.kube.cluster.LocalCluster``:
+   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, containerd, runc),
+   running the images built from ``hooks/Dockerfile`` and ``examples/app/Dockerfile`` for the
+   app image tags of ``testkit/catalogue.py`` (``0.9.0`` = the example migrations but the
+   last, ``1.0.0`` = all of them);
 2. ``helm upgrade --install --wait`` of the release ``fast-note``, strategy ``hook``, image
    ``0.9.0``, on an empty database: the pre-install hook Job migrates, the pods start;
    ``helm test``;
@@ -23,7 +24,6 @@ by default; ``FAST_NOTE_DEMO_HELM=helm3`` uses Helm 3. Everything is stopped at 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -55,15 +55,14 @@ from tools.demo.output import Out
 
 if TYPE_CHECKING:  # imported when the part runs: testkit.harness needs psycopg
     from testkit.database import Database
-    from testkit.harness import Helm, Kube
+    from testkit.harness import Cluster, Helm, Kube
 
 RELEASE = "fast-note"
 NAMESPACE = "fast-note-demo"
 DATABASE = "fast_note"
 REPLICAS = 2
 ENABLE_HINT = (
-    "`make e2e-control-plane e2e-deps` (builds the control plane once, ~6 min) "
-    "or `make e2e` enables it"
+    "`make e2e-images` (builds Kubernetes and the images once, ~20 min) or `make e2e` enables it"
 )
 Json = dict[str, Any]
 SUMMARY_LINE = re.compile(r"^(\d+ pending migration|applied \d+ migration\(s\)|no pending)")
@@ -72,25 +71,34 @@ SUMMARY_LINE = re.compile(r"^(\d+ pending migration|applied \d+ migration\(s\)|n
 def unavailable_reason(cache: Path = DEFAULT_CACHE) -> str | None:
     """Why the Kubernetes part cannot run here without building anything, or None.
 
-    Mirrors ``ensure_control_plane``'s "already built" test, so that starting the cluster
-    never triggers the ~6 min build from `make demo`.
+    Mirrors the "already built" tests of ``ensure_control_plane`` and ``images.ensure_images``,
+    so that starting the cluster never triggers a build from `make demo`.
     """
     from testkit.harness import HELMS, KUBECTL  # needs psycopg only
+    from testkit.kube import images
 
     if not control_plane_cached(cache):
-        return f"the control plane is not built in {control_plane_dir(cache)}"
-    if not shutil.which("etcd"):
-        return "etcd is not installed"
-    if importlib.util.find_spec("kubernetes") is None:
-        return "the kubernetes Python client is not installed"
+        return f"Kubernetes is not built in {control_plane_dir(cache)}"
+    programs = ("etcd", "containerd", "runc", "ctr", "buildah", "openssl")
+    missing_programs = [p for p in programs if not shutil.which(p)]
+    if missing_programs:
+        return f"{', '.join(missing_programs)} not installed"
     missing = [p.name for p in (KUBECTL, HELMS[helm_name()]) if not p.exists()]
     if missing:
         return f"{', '.join(missing)} missing in .tools/bin (`make tools`)"
-    if not shutil.which("openssl"):
-        return "openssl is not installed"
     if os.geteuid() != 0:
-        return "the node agent needs root (mount namespaces)"
+        return "the node needs root (namespaces, cgroups)"
+    unbuilt = images.unbuilt(demo_images())
+    if unbuilt:
+        return f"images not built yet: {', '.join(unbuilt)}"
     return None
+
+
+def demo_images() -> dict[str, Any]:
+    from testkit import catalogue
+
+    every = catalogue.app_images()
+    return {tag: every[tag] for tag in (catalogue.OLD, catalogue.CURRENT)}
 
 
 def helm_name() -> str:
@@ -244,7 +252,7 @@ class KubeDemo:
         self.out = out
         self.timeline = Timeline(out)
         self.problems: list[str] = []
-        self.cluster_dir = Path()  # the node agent's folder, set once the cluster exists
+        self.cluster: Cluster | None = None  # set once the cluster runs
 
     def check(self, ok: bool, text: str) -> bool:
         return self.out.check(ok, text, self.problems)
@@ -252,17 +260,14 @@ class KubeDemo:
     def run(self) -> None:
         from testkit import catalogue
         from testkit.database import Database
-        from testkit.harness import Helm, Images, Kube, example_migrations
+        from testkit.harness import Cluster, Helm, Kube, example_migrations
         from testkit.pgserver import PostgresServer
 
         out = self.out
         with contextlib.ExitStack() as stack:
-            out.heading("[K1/4] Start PostgreSQL, the control plane and the node agent")
-            images_root = Path(tempfile.mkdtemp(prefix="fast-note-demo-images-"))
-            stack.callback(shutil.rmtree, images_root, True)
-            images_root.chmod(0o755)
-            images = Images(images_root)
-            catalogue.define_all(images)
+            out.heading("[K1/4] Start PostgreSQL, the control plane and the node")
+            workdir = Path(tempfile.mkdtemp(prefix="fast-note-demo-"))
+            stack.callback(shutil.rmtree, workdir, True)
             old, new = catalogue.OLD, catalogue.CURRENT
             stack.callback(out.note, "PostgreSQL stopped.")
             pg = stack.enter_context(PostgresServer())
@@ -274,23 +279,25 @@ class KubeDemo:
             self.timeline.add(
                 "postgres", f"started on 127.0.0.1:{pg.port}, database {DATABASE} created"
             )
-            cluster = LocalCluster(images_dir=images_root)
-            self.cluster_dir = cluster.agent_dir
-            stack.callback(out.note, "Control plane, node agent and pods stopped.")
-            stack.enter_context(cluster)
+            local = LocalCluster(app_images=demo_images())
+            stack.callback(out.note, "Control plane, node and pods stopped.")
+            stack.enter_context(local)
+            cluster = self.cluster = Cluster(local.kubeconfig, local)
+            cluster.reach_database_from_pods(pg.url("postgres"))
             self.timeline.add(
                 "control plane",
-                f"Kubernetes {K8S_VERSION} API server, controller manager, node agent Ready",
+                f"Kubernetes {K8S_VERSION}: API server, controller manager, scheduler, "
+                "kubelet + containerd Ready",
             )
             kube = Kube(cluster.kubeconfig, NAMESPACE)
             kube.kubectl("create", "namespace", NAMESPACE)
-            cluster.wait_namespace_ready(NAMESPACE)
+            local.wait_namespace_ready(NAMESPACE)
             kube.kubectl(
                 "create",
                 "secret",
                 "generic",
                 "fast-note-db",
-                f"--from-literal=database-url={database.url()}",
+                f"--from-literal=database-url={cluster.pod_database_url(database)}",
             )
             out.note(
                 f"namespace {NAMESPACE}; Secret fast-note-db holds the DATABASE_URL; "
@@ -298,10 +305,10 @@ class KubeDemo:
                 f"{new} ({len(example_migrations())})"
             )
             out.note(f"KUBECONFIG={cluster.kubeconfig}")
-            home = images_root / "helm"
+            home = workdir / "helm"
             home.mkdir()
             helm = Helm(helm_name(), kube, home)
-            watcher = Watcher(cluster, self.timeline)
+            watcher = Watcher(local, self.timeline)
             watcher.start()
             stack.callback(watcher.stop)
 
@@ -366,13 +373,13 @@ class KubeDemo:
         self.check(not left, "the hook Job was deleted after it succeeded (hook-succeeded)")
 
     def job_log(self, kube: Kube, pod: str) -> list[tuple[float, str, str]]:
-        path = self.cluster_dir / "pods" / kube.namespace / pod / "migrate.log"
         self.out.line()
         self.out.note(f"the migrator's log (pod {pod}, container migrate):")
-        try:
-            text = path.read_text(errors="replace")
-        except OSError as exc:
-            self.check(False, f"no migrator log: {exc}")
+        node = self.cluster.local.local_node if self.cluster and self.cluster.local else None
+        # the hook Job's pod is gone by now: the kubelet's log file is still there
+        text = node.container_log(kube.namespace, pod, "migrate") if node else ""
+        if not text:
+            self.check(False, f"no migrator log for pod {pod}")
             return []
         events = [self.parse(line) for line in text.splitlines() if line.strip()]
         for at, level, message in events:
@@ -439,9 +446,10 @@ class KubeDemo:
     def diagnose(self, kube: Kube) -> None:
         result = kube.kubectl("get", "all,events", "-o", "wide", check=False)
         self.out.block(result.stdout[-4000:])
-        for path in sorted((self.cluster_dir / "pods" / NAMESPACE).glob("*/*.log")):
-            self.out.note(f"--- {path.parent.name}/{path.stem}")
-            self.out.block(path.read_text(errors="replace")[-1500:])
+        if self.cluster is not None:
+            for name, text in self.cluster.container_logs(kube).items():
+                self.out.note(f"--- {name}")
+                self.out.block(text[-1500:])
 
     def summary(self) -> None:
         self.out.heading("Summary: the Kubernetes timeline (seconds since this part started)")

@@ -12,7 +12,7 @@ E2E_ENV := FAST_NOTE_E2E=1 FAST_NOTE_E2E_CACHE=$(E2E_CACHE)
 ##@ End-to-end
 
 .PHONY: e2e-control-plane
-e2e-control-plane: ## Build the pinned Kubernetes binaries once (~12 min cold), apt-install etcd, containerd, runc, buildah
+e2e-control-plane: ## Build the pinned Kubernetes binaries once (~5 min cold), apt-install etcd, containerd, runc, buildah
 	@FAST_NOTE_E2E_CACHE=$(E2E_CACHE) bash testkit/kube/build-control-plane.sh >/dev/null
 
 .PHONY: e2e-images

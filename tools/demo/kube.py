@@ -62,7 +62,7 @@ NAMESPACE = "fast-note-demo"
 DATABASE = "fast_note"
 REPLICAS = 2
 ENABLE_HINT = (
-    "`make e2e-images` (builds Kubernetes and the images once, ~20 min) or `make e2e` enables it"
+    "`make e2e-images` (builds Kubernetes and the images once, ~8 min) or `make e2e` enables it"
 )
 Json = dict[str, Any]
 SUMMARY_LINE = re.compile(r"^(\d+ pending migration|applied \d+ migration\(s\)|no pending)")

@@ -11,7 +11,7 @@ the node lives in namespaces and folders of the run:
 * the kubelet sets kernel sysctls it wants (``kernel.panic_on_oops`` …): in that mount
   namespace those ``/proc/sys`` files are bind-mounted stand-ins that already hold the values,
   so the host's are never written;
-* a **cgroup root** ``/fast-note-e2e-<id>`` in every cgroup v1 hierarchy, removed at the end;
+* a **cgroup root** ``/fast-note-e2e-<id>`` in every cgroup hierarchy, removed at the end;
 * **relays** (``relay.py``) join the namespaces: the API server's port appears on the node's
   loopback, the kubelet's port on the host's (``kubectl logs``/``exec``), and PostgreSQL on
   the node's bridge address (``POD_HOST_ADDRESS``) for the pods.
@@ -57,13 +57,14 @@ PRIVATE_FOLDERS = ("/run", "/var/lib", "/var/log")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def _cgroup_hierarchies() -> list[Path]:
-    """The cgroup v1 hierarchies (cpu, memory, …; not the unified one)."""
+def cgroup_hierarchies() -> list[Path]:
+    """Every mounted cgroup hierarchy: the v1 ones (cpu, memory, …) and, in a hybrid layout,
+    the unified one (the kubelet makes its cgroups in all of them)."""
     lines = Path("/proc/self/mountinfo").read_text().splitlines()
     return [
         Path(parts[4])
         for parts in (line.split() for line in lines)
-        if parts[parts.index("-") + 1] == "cgroup"
+        if parts[parts.index("-") + 1] in ("cgroup", "cgroup2")
     ]
 
 
@@ -336,11 +337,11 @@ class LocalNode:
             self.in_namespaces(["mount", "--bind", str(path), f"/proc/sys/{name}"])
 
     def _make_cgroups(self) -> None:
-        for hierarchy in _cgroup_hierarchies():
+        for hierarchy in cgroup_hierarchies():
             (hierarchy / self.cgroup_name).mkdir(exist_ok=True)
 
     def _cgroup_dirs(self) -> Iterator[Path]:
-        for hierarchy in _cgroup_hierarchies():
+        for hierarchy in cgroup_hierarchies():
             root = hierarchy / self.cgroup_name
             if root.is_dir():
                 # deepest first, so rmdir can go in this order

@@ -38,7 +38,9 @@ from testkit.waiting import wait_until
 HELM_MAJORS = pytest.mark.parametrize("helm_major", ["helm3", "helm4"])
 # the gate is an advisory lock: the migrator must wait at it, not time out
 GATED = {"statementLockTimeout": "0"}
-STOPPED_WITHIN = 10.0  # seconds from the pod's deletion to the migrator's session ending
+# seconds from the pod's deletion to the migrator's session ending: well inside the 30 s grace
+# period after which the kubelet would SIGKILL it (usually 1-3 s; up to 15 s seen on 2 busy cores)
+STOPPED_WITHIN = 20.0
 
 
 def gated_values(tag: str, **migration: Any) -> dict[str, Any]:
@@ -128,12 +130,12 @@ def test_stopping_the_migration_job_stops_the_migrator_within_seconds_and_rolls_
     helm: Helm, kube: Kube, database: Database, cluster: Cluster, stop_by: str
 ) -> None:
     """`kubectl delete job` or the Job's activeDeadlineSeconds during a migration: Kubernetes
-    sends SIGTERM, the migrator's session ends within seconds (not after the 30 s grace
-    period), the lock is free, nothing of the migration exists, the upgrade fails and the old
-    pods keep serving (Helm 3 takes a deleted hook Job for a finished one and updates the
-    Deployment: the new pods wait for the schema until Helm's timeout); the next `helm
-    upgrade` applies it. (Inside the running migrator: uid 10001, no capabilities,
-    no_new_privs, seccomp, read-only root.)"""
+    sends SIGTERM, the migrator's session ends well before the 30 s grace period is over, the
+    lock is free, nothing of the migration exists, the upgrade fails and the old pods keep
+    serving (Helm 3 takes a deleted hook Job for a finished one and updates the Deployment:
+    the new pods wait for the schema until Helm's timeout); the next `helm upgrade` applies
+    it. (Inside the running migrator: uid 10001, no capabilities, no_new_privs, seccomp,
+    read-only root.)"""
     helm.upgrade(RELEASE, values("hook", catalogue.CURRENT))
     # the chart wants connectTimeout + lockTimeout below the deadline (it says so otherwise)
     deadline = {
@@ -163,6 +165,7 @@ def test_stopping_the_migration_job_stops_the_migrator_within_seconds_and_rolls_
                 lambda: database.migrator_sessions("deploy") == 0, 30, "the deployer to stop"
             )
             took = time.monotonic() - stopped_at
+            print(f"the migrator stopped {took:.1f} s after its pod's deletion")
             output, _ = upgrade.communicate(timeout=240)
         finally:
             if upgrade.poll() is None:

@@ -200,24 +200,13 @@ class LocalNode:
         """Containers an earlier run left in the store's metadata (it was killed): their
         processes are gone with its namespaces; remove the records before the kubelet starts."""
         for container in self.ctr("containers", "ls", "-q").stdout.split():
-            subprocess.run(
-                [
-                    "ctr",
-                    "--address",
-                    str(self.containerd_socket),
-                    "-n",
-                    "k8s.io",
-                    "containers",
-                    "rm",
-                    container,
-                ],
-                capture_output=True,
-            )
+            self.ctr("containers", "rm", container, check=False)
 
-    def ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``ctr`` against this node's containerd, in the kubelet's namespace ``k8s.io``."""
         return subprocess.run(
             ["ctr", "--address", str(self.containerd_socket), "-n", "k8s.io", *args],
-            check=True,
+            check=check,
             capture_output=True,
             text=True,
         )

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from testkit.kube.cluster import (
     DEFAULT_CACHE,
     K8S_VERSION,
+    REQUIRED_PROGRAMS,
     LocalCluster,
     control_plane_cached,
     control_plane_dir,
@@ -79,8 +80,7 @@ def unavailable_reason(cache: Path = DEFAULT_CACHE) -> str | None:
 
     if not control_plane_cached(cache):
         return f"Kubernetes is not built in {control_plane_dir(cache)}"
-    programs = ("etcd", "containerd", "runc", "ctr", "buildah", "openssl")
-    missing_programs = [p for p in programs if not shutil.which(p)]
+    missing_programs = [p for p in REQUIRED_PROGRAMS if not shutil.which(p)]
     if missing_programs:
         return f"{', '.join(missing_programs)} not installed"
     missing = [p.name for p in (KUBECTL, HELMS[helm_name()]) if not p.exists()]

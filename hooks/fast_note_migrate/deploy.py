@@ -205,9 +205,19 @@ class Deployer:
             )
 
     def lint(self, plan: Plan) -> None:
-        """squawk over what this deploy applies; refuses (exit 2) under the block policy."""
+        """squawk over what this deploy applies; refuses (exit 2) under the block policy.
+
+        A database without history (and so, by the baseline check, without tables in the
+        schema) is not linted: every table is created by this deploy and no pod uses it
+        yet, so every finding about a table would be exempt anyway."""
         from . import lint
 
+        if plan.create_table and self.options.lint_policy is not Policy.OFF and plan.selected:
+            log.info(
+                "lint skipped: the schema has no migration history yet, so every table "
+                "is new and nothing serves from it (the lint guards live tables)"
+            )
+            return
         version = self.conn.info.server_version
         lint.check(
             plan.selected,
@@ -229,7 +239,8 @@ class Deployer:
         started = time.monotonic()
         for index, migration in enumerate(pending, 1):
             with migration_step(log, "applying", "applied", migration.name, index, len(pending)):
-                self._apply_one(migration, plan.resume.get(migration.name))
+                last = index == len(pending)
+                self._apply_one(migration, plan.resume.get(migration.name), last=last)
         took = time.monotonic() - started
         log.info(
             "applied %d migration(s) in %s",
@@ -250,7 +261,9 @@ class Deployer:
             finish=lambda: f"{history.mark_finished(name)};\n{history.notify()}",
         )
 
-    def _apply_one(self, migration: Migration, resume: tuple[str, int] | None) -> None:
+    def _apply_one(
+        self, migration: Migration, resume: tuple[str, int] | None, *, last: bool = True
+    ) -> None:
         """Apply one migration and record it in Prisma's table, or record its failure.
 
         A script runs as ONE simple-protocol query (SET LOCAL timeouts; script; INSERT the
@@ -260,6 +273,12 @@ class Deployer:
         cannot run in a transaction block runs statement by statement, in Prisma's three
         steps (INSERT started row, script, UPDATE finished; see runner), and resumes
         (``resume``: its row and the statements done) after an interruption.
+
+        Only the ``last`` migration of a run must wait for its WAL flush, and it tells the
+        waiting pods (NOTIFY): the flush of its commit makes every earlier commit durable
+        (WAL is flushed in order), so a quick migration before it need not wait
+        (``runner.DEFER_FLUSH``). A failure record, a statement-by-statement run and the
+        failure record flush too.
         """
         import psycopg
 
@@ -273,7 +292,8 @@ class Deployer:
                 self.runner.split(name, script, self._bookkeeping(name, checksum))
             else:
                 applied = self.history.insert_applied(name, checksum)
-                self.runner.transactional(name, script, f"{applied};\n{self.history.notify()}")
+                notify = f";\n{self.history.notify()}" if last else ""
+                self.runner.transactional(name, script, f"{applied}{notify}", flush=last)
         except ScriptFailed as failure:
             exc = failure.error
             if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):
@@ -281,7 +301,9 @@ class Deployer:
                     f"lost the database connection while applying {name}: "
                     f"{redact(str(exc).strip())}",
                     hint="PostgreSQL rolled back the unfinished migration unless it had "
-                    "committed; run `fast-note-migrate status`, then deploy again",
+                    "committed (after a crash of the server, also the quick migrations "
+                    "committed just before it, each with its history row); run "
+                    "`fast-note-migrate status`, then deploy again",
                 ) from None
             logs = failure_logs(exc, failure.offset, script, failure.line)
             if failure.line is not None and failure.done:

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,7 +32,14 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .migrations import Migration
-from .statements import IDENT, Statement, needs_split, split, unquote_identifier
+from .statements import (
+    IDENT,
+    Statement,
+    needs_split,
+    split,
+    unquote_identifier,
+    without_data_statements,
+)
 
 log = logging.getLogger(__name__)
 
@@ -254,11 +262,24 @@ class _Script:
     def __init__(self, migration: Migration) -> None:
         self.migration = migration
         self.text = migration.executable_sql()
-        self.lines = self.text.splitlines()
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @property
+    def large(self) -> bool:
+        return len(self.text) >= LARGE_SCRIPT
+
+    @cached_property
+    def linted_text(self) -> str:
+        """What squawk reads: the script, without its data statements when it is large
+        (the same lines: findings, statements and acknowledgments are found by line)."""
+        return without_data_statements(self.text) if self.large else self.text
 
     @cached_property
     def statements(self) -> list[Statement]:
-        return split(self.text)
+        return split(self.linted_text)
 
     def statement_at(self, line: int) -> tuple[int, str]:
         """The first line and code of the statement that contains ``line`` (the last one
@@ -376,14 +397,40 @@ def run(
             )
         return None
     scripts = [_Script(m) for m in migrations]
-    split_paths = [s.migration.script_path for s in scripts if needs_split(s.text)]
-    wrapped = [
-        s.migration.script_path for s in scripts if s.migration.script_path not in split_paths
-    ]
-    raw = _run_squawk(binary, wrapped, True, pg_version) + _run_squawk(
-        binary, split_paths, False, pg_version
-    )
+    with tempfile.TemporaryDirectory(prefix="fast-note-lint-") as tmp:
+        linted = {s.migration.name: _lint_file(s, Path(tmp)) for s in scripts}
+        split_paths = [linted[s.migration.name] for s in scripts if needs_split(s.text)]
+        wrapped = [path for path in linted.values() if path not in split_paths]
+        raw = _run_squawk(binary, wrapped, True, pg_version) + _run_squawk(
+            binary, split_paths, False, pg_version
+        )
+    originals = {
+        str(linted[s.migration.name].resolve()): str(s.migration.script_path) for s in scripts
+    }
+    for item in raw:  # findings in a lint copy are the migration's (same line numbers)
+        file = str(Path(str(item.get("file"))).resolve())
+        item["file"] = originals.get(file, item.get("file"))
     return _findings(scripts, raw, new_tables, _acknowledgments_of(migrations))
+
+
+# A larger script is linted without its data statements: squawk needs about 12 bytes of
+# memory a byte of SQL (a 50 MB data migration would need 600 MB, above the chart's limit).
+LARGE_SCRIPT = 1 << 20
+
+
+def _lint_file(script: _Script, folder: Path) -> Path:
+    """The file squawk reads for ``script``: the migration itself, or for a large one a copy
+    without its data statements (INSERT, UPDATE …: no guarded rule is about them)."""
+    if not script.large:
+        return script.migration.script_path
+    copy = folder / f"{script.migration.name}.sql"
+    copy.write_text(script.linted_text, encoding="utf-8")
+    log.info(
+        "lint: %s is large (%d MB): its data statements are not linted",
+        script.migration.name,
+        len(script.text) >> 20,
+    )
+    return copy
 
 
 def report(findings: list[Finding], policy: Policy) -> list[Finding]:

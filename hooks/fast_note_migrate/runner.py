@@ -62,6 +62,21 @@ class Settings:
         )
 
 
+# How long a migration's script may run and still commit without waiting for its WAL flush
+# (a longer one pays the flush, which is then a small part of its time). See ``DEFER_FLUSH``.
+QUICK_SCRIPT_MS = 50
+# Sent after a quick script, inside its transaction: its commit does not wait for the flush.
+# PostgreSQL writes WAL in order and flushes it in order, so the next commit that waits for
+# its flush (the run's last migration, a failure record, a statement-by-statement run)
+# makes every earlier one durable too: a deploy that exits 0 has flushed everything. Until
+# then a crash of the server can undo a suffix of these commits, each with its history row
+# (never one without the other); the next deploy applies them again.
+DEFER_FLUSH = (
+    "SELECT set_config('synchronous_commit', 'off', true) "
+    f"WHERE clock_timestamp() - statement_timestamp() < interval '{QUICK_SCRIPT_MS} ms'"
+)
+
+
 class ScriptFailed(Exception):
     """A script failed for good: ``error`` is the psycopg error; ``offset`` maps its
     position into the migration file (see ``deploy.failure_logs``)."""
@@ -145,14 +160,17 @@ class Runner:
         finally:
             watch.close()
 
-    def transactional(self, label: str, script: str, after: str) -> None:
+    def transactional(self, label: str, script: str, after: str, *, flush: bool = True) -> None:
         """``script; after`` (the bookkeeping) as one simple query: one implicit transaction.
 
         A failed try leaves nothing behind (no bookkeeping row either), so a retry
-        starts clean. Raises ScriptFailed when it fails for good.
+        starts clean. Without ``flush`` a quick script commits without waiting for the
+        WAL flush (``DEFER_FLUSH``): a later flushing commit must follow. Raises
+        ScriptFailed when it fails for good.
         """
         prefix = self.settings.set_local()
-        query = f"{prefix}{script}\n;\n{after}".encode()
+        deferred = "" if flush else f";\n{DEFER_FLUSH}"
+        query = f"{prefix}{script}\n;\n{after}{deferred}".encode()
         import psycopg
 
         def attempt() -> None:

@@ -84,3 +84,89 @@ def test_postgres_restart_mid_deploy(
     assert done.code == 0, done.err
     assert consistent(db, names) == names
     assert len(db.history()) == COUNT
+
+
+# Quick migrations commit without waiting for their WAL flush; the run's last commit waits
+# for it, which flushes every earlier one (runner.DEFER_FLUSH).
+TINY = 200
+
+
+def build_tiny(migrations: MigrationsFolder, count: int = TINY) -> list[str]:
+    names = []
+    for i in range(1, count + 1):
+        name = f"20240101{i:06d}_tiny{i:03d}"
+        migrations.add(
+            name, f"CREATE TABLE s{i:02d} (id int);\nINSERT INTO s{i:02d} VALUES ({i});\n"
+        )
+        names.append(name)
+    return names
+
+
+def wal_flushes(db: Database) -> int:
+    """WAL fsyncs of the whole server so far (pg_stat_io from PostgreSQL 18, pg_stat_wal
+    before)."""
+    if db.scalar("SELECT current_setting('server_version_num')::int") >= 180000:
+        return int(db.scalar("SELECT sum(fsyncs) FROM pg_stat_io WHERE object = 'wal'") or 0)
+    return int(db.scalar("SELECT wal_sync FROM pg_stat_wal"))
+
+
+def test_exit_0_means_every_migration_survives_a_crash(
+    own_server: PostgresServer, migrations: MigrationsFolder
+) -> None:
+    """The moment deploy exits 0, PostgreSQL crashes (no shutdown checkpoint): every quick
+    migration committed without waiting for the flush is still applied after recovery."""
+    names = build_tiny(migrations)
+    db = Database.on(own_server, prefix="d_")
+    done = Migrator(db.url(), migrations.path).run("deploy", "--lint-policy", "off", timeout=120)
+    assert done.code == 0, done.err
+    own_server.stop("immediate")
+    own_server.start()
+    assert consistent(db, names) == names
+
+
+def test_quick_migrations_do_not_wait_for_a_flush_each(
+    own_server: PostgresServer, migrations: MigrationsFolder
+) -> None:
+    """What makes a deploy of many small migrations faster than psql's one commit per
+    statement: far fewer WAL flushes than migrations (each one waited for its flush)."""
+    names = build_tiny(migrations)
+    db = Database.on(own_server, prefix="f_")
+    db.run("SELECT pg_stat_force_next_flush()")
+    before = wal_flushes(db)
+    done = Migrator(db.url(), migrations.path).run("deploy", "--lint-policy", "off", timeout=120)
+    assert done.code == 0, done.err
+    wait_until(lambda: wal_flushes(db) > before, timeout=10, what="the WAL statistics")
+    flushes = wal_flushes(db) - before
+    print(f"{len(names)} migrations, {flushes} WAL flushes")
+    assert flushes < len(names) / 2
+    assert consistent(db, names) == names
+
+
+def test_crash_mid_deploy_of_quick_migrations_leaves_a_consistent_history(
+    own_server: PostgresServer, migrations: MigrationsFolder
+) -> None:
+    """A crash while quick migrations are applied may undo the last of them: always a
+    migration together with its history row, a suffix of the run; deploy then completes."""
+    names = build_tiny(migrations, 1000)
+    db = Database.on(own_server, prefix="q_")
+    migrator = Migrator(db.url(), migrations.path)
+    deployer = migrator.spawn("deploy", "--lint-policy", "off", MIGRATE_CONNECT_TIMEOUT="20s")
+    wait_until(
+        lambda: sum(r.finished for r in db.history(missing_ok=True)) >= 50,
+        timeout=60,
+        what="50 migrations applied",
+    )
+    own_server.stop("immediate")
+    own_server.start()
+    out, err = deployer.communicate(timeout=120)
+    assert "Traceback" not in out + err
+    recorded = consistent(db, names)
+    print(f"exit {deployer.returncode}, {len(recorded)} of {len(names)} recorded after the crash")
+    if deployer.returncode != 0:
+        assert deployer.returncode in (1, 6), out + err
+        assert "what to do:" in err
+    done = migrator.run(
+        "deploy", "--lint-policy", "off", timeout=120, MIGRATE_CONNECT_TIMEOUT="20s"
+    )
+    assert done.code == 0, done.err
+    assert consistent(db, names) == names

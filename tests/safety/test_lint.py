@@ -99,13 +99,29 @@ def test_off_policy_applies_without_linting(
 def test_index_on_a_table_created_in_the_same_deploy_does_not_block(
     migrate: Migrator, migrations: MigrationsFolder, db: Database
 ) -> None:
-    """A fresh database gets the whole example set under block: the non-concurrent index is
-    on a table this very deploy creates, so nothing is serving from it."""
-    migrations.copy_examples()
+    """A live database gets the rest of the example set under block: the non-concurrent
+    index is on a table this very deploy creates, so nothing is serving from it."""
+    first = migrations.copy_examples(upto="20240105093000_init")
+    assert migrate("deploy", "--lint-policy", "block").code == 0
+    migrations.copy_examples(since="20240105093000_init")
     result = migrate("deploy", "--lint-policy", "block")
     assert result.code == 0, result.err
     assert "created earlier in this deploy" in result.err
-    assert len(db.history()) == 12
+    assert "lint skipped" not in result.err
+    assert len(db.history()) == 12 and len(first) == 1
+
+
+def test_fresh_database_is_not_linted(
+    migrate: Migrator, migrations: MigrationsFolder, db: Database
+) -> None:
+    """A database without history gets everything under block without a lint: each table
+    is new, nothing serves from it yet (a drop of a column created earlier in the run too)."""
+    migrations.add("20240101000000_users", "CREATE TABLE users (id int, name text);")
+    migrations.add("20240102000000_drop_name", "ALTER TABLE users DROP COLUMN name;")
+    result = migrate("deploy", "--lint-policy", "block")
+    assert result.code == 0, result.err
+    assert "lint skipped: the schema has no migration history yet" in result.err
+    assert db.columns("users") == ["id"]
 
 
 def test_lint_all_flags_the_index_on_an_existing_table(

@@ -18,8 +18,11 @@ help: ## Show this help
 
 ##@ Set-up
 
-$(BIN)/.installed: pyproject.toml requirements-dev.txt
+$(BIN)/.installed: pyproject.toml requirements-dev.txt hooks/requirements.lock
 	$(PYTHON) -m venv $(VENV)
+	# The migrator's dependencies exactly as the image gets them (hooks/Dockerfile), hashes checked.
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r hooks/requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
@@ -48,11 +51,12 @@ test: venv tools scan-tools ## Run the test suite: migrator and safety (real Pos
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: venv tools ## Lint the code and the chart (ruff check and format, mypy, helm lint --strict, yamllint, yamale)
+lint: venv tools ## Lint the code, the chart and the workflows (ruff check and format, mypy, helm lint --strict, yamllint, yamale, actionlint)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m tools.chart_lint
+	$(BIN)/actionlint
 
 .PHONY: clean
 clean: ## Remove .venv, .tools and caches

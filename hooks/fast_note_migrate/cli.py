@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .durations import parse_duration
-from .errors import EXIT_CODE_MEANINGS, ExitCode, MigrateError, Stopped
+from .errors import EXIT_CODE_MEANINGS, ConfigError, ExitCode, MigrateError, Stopped
 
 if TYPE_CHECKING:
     from .deploy import DeployOptions
@@ -19,19 +20,81 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fast_note_migrate")
 
+PROG = "fast-note-migrate"
 EXIT_CODES_HELP = "exit codes (every verb):\n" + "\n".join(
-    f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items()
+    textwrap.fill(meaning, 79, initial_indent=f"  {int(code):>3}  ", subsequent_indent=" " * 7)
+    for code, meaning in EXIT_CODE_MEANINGS.items()
 )
 
-DESCRIPTION = """\
-A drop-in for `prisma migrate deploy/status/resolve` on PostgreSQL: the same
-migrations folder, the same _prisma_migrations table and the same advisory lock,
-with bounded and explained lock waits, wait-for-schema and verify, and for a live
-database: a safety lint (squawk), lock and statement timeouts with retries,
-CREATE INDEX CONCURRENTLY, expand/contract phases and down migrations.
+DESCRIPTION = (
+    "A drop-in for `prisma migrate deploy/status/resolve` on PostgreSQL: the same migrations "
+    "folder, the same _prisma_migrations table and the same advisory lock, with bounded and "
+    "explained lock waits, wait-for-schema and verify, and for a live database: a safety "
+    "lint (squawk), lock and statement timeouts with retries, CREATE INDEX CONCURRENTLY, "
+    "expand/contract phases and down migrations.\n\n"
+    "`fast-note-migrate VERB --help` lists a verb's options. Every option can also be set "
+    "through the environment variable shown in its help. Durations are written like 500ms, "
+    "30s, 5m or 1h. status, verify and lint print JSON with --json, lint SARIF with --sarif."
+)
 
-Every option can also be set through the environment variable shown in its help.
-Durations are written like 500ms, 30s, 5m or 1h."""
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their line breaks, each line wrapped to the terminal;
+    an option's help too, so that its environment variable and default stand on a line of
+    their own."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            hanging = indent + " " * (len(line) - len(line.lstrip()))
+            lines.append(_wrap(line, width, initial_indent=indent, subsequent_indent=hanging))
+        return "\n".join(lines)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return [part for line in text.splitlines() for part in _wrap(line, width).splitlines()]
+
+
+def _wrap(text: str, width: int, initial_indent: str = "", subsequent_indent: str = "") -> str:
+    """Wrapped at spaces only: never inside `lint-acknowledgments.toml` or a URL."""
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=initial_indent,
+        subsequent_indent=subsequent_indent,
+        break_on_hyphens=False,
+    )
+
+
+class _ArgumentError(ConfigError):
+    """A mistake in the arguments, or in an environment variable read as one."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports argument errors like every other error (``main``), not on its own."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verbs: dict[str, argparse.ArgumentParser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(message)
+
+
+def _from_env(convert: Callable[[str], Any], env: str, value: str) -> Callable[[str], Any]:
+    """``convert`` that names the environment variable when its value is the bad one."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as exc:
+            if text != value:
+                raise
+            raise _ArgumentError(
+                f"the environment variable {env}: {exc}",
+                hint=f"fix or unset {env} (an option on the command line wins over it)",
+            ) from None
+
+    return parse
 
 
 def _env_option(
@@ -44,12 +107,14 @@ def _env_option(
     default_note: str = "",
     **kwargs: Any,
 ) -> None:
-    """An option that also reads ``env``; its help names the variable and the default."""
+    """An option that also reads ``env``; its help ends with a line naming the variable
+    and the default."""
     shown = default_note or default
-    tail = f"env: {env}" + (f"; default: {shown}" if shown else "")
-    group.add_argument(
-        flag, default=os.environ.get(env) or default, help=f"{help} ({tail})", **kwargs
-    )
+    tail = f"[env: {env}" + (f"; default: {shown}]" if shown else "]")
+    value = os.environ.get(env)
+    if value and "type" in kwargs:
+        kwargs["type"] = _from_env(kwargs["type"], env, value)
+    group.add_argument(flag, default=value or default, help=f"{help}\n{tail}", **kwargs)
 
 
 def _duration(text: str) -> float:
@@ -85,7 +150,8 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         "DATABASE_URL",
         None,
         metavar="URL",
-        help="Prisma-style PostgreSQL URL, ?schema= and Prisma's other parameters accepted",
+        help="the PostgreSQL URL, written as for Prisma (?schema= and Prisma's other "
+        "parameters are read as Prisma reads them); required, except by lint --all",
     )
     _env_option(
         group,
@@ -126,13 +192,28 @@ def _lock_timeout_option(parser: argparse.ArgumentParser) -> None:
         "5m",
         type=_duration,
         metavar="DURATION",
-        default_note="5m; Prisma's is a fixed 10s",
-        help="wait this long for the migration lock held by another deploy, then name "
-        "the holder and exit 6",
+        help="wait this long for the migration lock another deploy holds (Prisma waits a "
+        "fixed 10s), then name the holder and exit 6",
     )
 
 
-def _lint_policy_option(parser: argparse.ArgumentParser, what: str) -> None:
+_ACKNOWLEDGE = (
+    "A `-- fast-note-migrate: allow RULE (why)` comment on the line before a statement, or "
+    "an entry in lint-acknowledgments.toml beside the migrations, acknowledges a finding."
+)
+DEPLOY_LINT_POLICY_HELP = (
+    "what deploy does about the destructive or locking operations squawk finds in the "
+    "pending migrations (dropping or renaming a column or table, changing a column's type, "
+    "NOT NULL without a default, an index built without CONCURRENTLY …): block refuses with "
+    "exit 2 before any change, warn logs them and applies, off does not lint.\n" + _ACKNOWLEDGE
+)
+LINT_POLICY_HELP = (
+    "whether the findings fail the lint: block exits 2 when a destructive or locking "
+    "operation is not acknowledged; warn and off list the findings and exit 0.\n" + _ACKNOWLEDGE
+)
+
+
+def _lint_policy_option(parser: argparse.ArgumentParser, help: str) -> None:
     _env_option(
         parser,
         "--lint-policy",
@@ -140,11 +221,7 @@ def _lint_policy_option(parser: argparse.ArgumentParser, what: str) -> None:
         "warn",
         type=_one_of("lint policy", "block", "warn", "off"),
         metavar="block|warn|off",
-        help=f"{what}: destructive or locking operations found by squawk "
-        "(drop/rename column or table, type change, NOT NULL without default, "
-        "index without CONCURRENTLY …) block (exit 2), only warn, or (off) "
-        "are not linted; a `-- fast-note-migrate: allow RULE (why)` comment on "
-        "the line before a statement acknowledges it",
+        help=help,
     )
 
 
@@ -211,8 +288,8 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
         None,
         metavar="DEPLOYMENT",
         help="before applying, wait until this Deployment's rollout is complete and "
-        "no pod of an older ReplicaSet remains; needs the [kubernetes] extra and "
-        "get/list on deployments, replicasets, pods",
+        "no pod of an older ReplicaSet remains; needs get/list on deployments, "
+        "replicasets, pods (in a pod: its service account; elsewhere: kubectl)",
     )
     _env_option(
         group,
@@ -220,7 +297,7 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
         "MIGRATE_NAMESPACE",
         None,
         metavar="NS",
-        default_note="POD_NAMESPACE, the pod's own namespace, or the kubeconfig's",
+        default_note="the pod's own (POD_NAMESPACE), else the kubeconfig's",
         help="the Deployment's namespace",
     )
     _env_option(
@@ -234,15 +311,13 @@ def _phase_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fast-note-migrate",
-        description=DESCRIPTION,
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG, description=DESCRIPTION, epilog=EXIT_CODES_HELP, formatter_class=_HelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # Not required: without a verb, main prints this help and exits 2 (usage).
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     def verb(name: str, summary: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(
@@ -250,9 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
             help=summary,
             description=summary,
             epilog=EXIT_CODES_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         _global_options(sub)
+        parser.verbs[name] = sub
         return sub
 
     sub = verb("deploy", "apply every pending migration in order (prisma migrate deploy)")
@@ -266,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply even though an applied migration was edited (by default "
         "deploy stops with exit 5 before any change, as `wait` does)",
     )
-    _lint_policy_option(sub, "lint the pending migrations first")
+    _lint_policy_option(sub, DEPLOY_LINT_POLICY_HELP)
     _safety_options(sub)
     _phase_options(sub)
 
@@ -275,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         "show every migration's state: applied, pending, running, "
         "interrupted, failed, edited, missing locally, rolled back",
     )
-    sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    sub.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the report (its JSON Schema: "
+        "https://fast-note.dev/schemas/status/v1.json); logs stay on stderr",
+    )
 
     sub = verb(
         "wait",
@@ -302,10 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
         "this poll is the fallback (and the only way through PgBouncer)",
     )
 
-    verb(
+    sub = verb(
         "verify",
-        "check that the database matches these migrations: nothing failed, "
-        "pending (but contract migrations) or edited (what `helm test` runs)",
+        "check that the database matches these migrations (what `helm test` runs): "
+        "reachable, nothing failed, edited or pending (pending contract migrations are fine)",
+    )
+    sub.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the report (its JSON Schema: "
+        "https://fast-note.dev/schemas/verify/v1.json); logs stay on stderr",
     )
 
     sub = verb(
@@ -325,11 +412,23 @@ def build_parser() -> argparse.ArgumentParser:
         "lint",
         "lint the pending migrations (or --all) with squawk for destructive and locking operations",
     )
-    _lint_policy_option(sub, "whether the findings fail the lint (off lists them like warn)")
+    _lint_policy_option(sub, LINT_POLICY_HELP)
     sub.add_argument(
         "--all",
         action="store_true",
         help="lint every migration in the folder, without a database (for CI)",
+    )
+    sub.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout instead of the findings (its JSON Schema: "
+        "https://fast-note.dev/schemas/lint/v1.json); logs stay on stderr",
+    )
+    sub.add_argument(
+        "--sarif",
+        metavar="FILE",
+        help="also write the findings as a SARIF 2.1.0 log into FILE (- for stdout, "
+        "instead of the findings), for code-review annotations",
     )
 
     sub = verb(
@@ -402,12 +501,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
         ),
         "status": lambda: commands.status(ctx, as_json=args.json),
         "wait": lambda: commands.wait(ctx, timeout=args.timeout, interval=args.interval),
-        "verify": lambda: commands.verify(ctx),
+        "verify": lambda: commands.verify(ctx, as_json=args.json),
         "resolve": lambda: commands.resolve(
             ctx, applied=args.applied, rolled_back=args.rolled_back, lock_timeout=args.lock_timeout
         ),
         "lint": lambda: commands.lint(
-            ctx, policy=Policy(args.lint_policy), all_migrations=args.all
+            ctx,
+            policy=Policy(args.lint_policy),
+            all_migrations=args.all,
+            as_json=args.json,
+            sarif=args.sarif,
         ),
         "down": lambda: commands.down(
             ctx,
@@ -420,9 +523,66 @@ def _run(args: argparse.Namespace) -> ExitCode:
     return handlers[args.verb]()
 
 
+def _log_error(exc: MigrateError) -> None:
+    """The message, then the `what to do:` line, each with the exit code (JSON lines)."""
+    from .logs import fields
+
+    context = fields(
+        exit_code=int(exc.exit_code), prisma_code=exc.prisma_code or None, **exc.fields
+    )
+    log.error("%s", exc, extra=context)
+    if exc.hint:
+        log.error("what to do: %s", exc.hint, extra=context)
+
+
+def _requested_log_format(argv: Sequence[str]) -> str:
+    """--log-format or MIGRATE_LOG_FORMAT, read leniently: the arguments did not parse."""
+    wanted = os.environ.get("MIGRATE_LOG_FORMAT", "")
+    for flag, value in zip(argv, [*argv[1:], ""], strict=True):
+        if flag == "--log-format":
+            wanted = value
+        elif flag.startswith("--log-format="):
+            wanted = flag.partition("=")[2]
+    return "json" if wanted == "json" else "text"
+
+
+def _argument_error(
+    parser: _Parser, argv: Sequence[str], message: str, *, hint: str = "", usage: bool = True
+) -> int:
+    """Like every other error: the message and a `what to do:` line on stderr, as JSON lines
+    with --log-format json once the verb is known (else as text, after the usage line)."""
+    from . import logs
+
+    verb = argv[0] if argv and argv[0] in parser.verbs else ""
+    log_format = _requested_log_format(argv) if verb else "text"
+    if not hint and verb:
+        hint = (
+            f"run `{PROG} {verb} --help`: it lists the options, the values they take and "
+            "the environment variable each is also read from"
+        )
+    elif not hint:
+        hint = f"run `{PROG} --help` for the verbs, and `{PROG} VERB --help` for a verb's options"
+    if log_format == "text" and usage:
+        parser.verbs.get(verb, parser).print_usage(sys.stderr)
+    logs.setup(log_format, 0, verb)
+    _log_error(_ArgumentError(message, hint=hint))
+    return int(ExitCode.USAGE)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        if args.verb == "lint" and args.json and args.sarif == "-":
+            parser.error("--json and --sarif - both write on stdout: use a file for --sarif")
+    except _ArgumentError as exc:
+        return _argument_error(parser, argv, exc.message, hint=exc.hint)
+    if args.verb is None:
+        parser.print_help(sys.stderr)
+        print(file=sys.stderr)
+        message = f"no verb given: use one of {', '.join(parser.verbs)}"
+        return _argument_error(parser, argv, message, usage=False)
     from . import logs, signals
     from .logs import fields
 
@@ -432,10 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = _run(args)
     except MigrateError as exc:
         code = exc.exit_code
-        context = fields(exit_code=int(code), prisma_code=exc.prisma_code or None, **exc.fields)
-        log.error("%s", exc, extra=context)
-        if exc.hint:
-            log.error("what to do: %s", exc.hint, extra=context)
+        _log_error(exc)
         log.debug("traceback", exc_info=True)
     except Stopped as stop:
         import signal

@@ -355,13 +355,25 @@ def wait(ctx: Context, *, timeout: float, interval: float = 2.0) -> ExitCode:
         watch.close()
 
 
-def verify(ctx: Context) -> ExitCode:
+def verify(ctx: Context, *, as_json: bool = False) -> ExitCode:
     """The strict check `helm test` runs: reachable, nothing failed, pending or edited."""
     local = _local_with_scripts(ctx)
     with ctx.connection("verify") as conn:
         report = ctx.report(conn, local)
-    _print_report(ctx, report)
     code = report.exit_code(strict_missing=False, contract_ok=True)
+    if as_json:
+        from . import reports
+
+        document = reports.verify_document(
+            database=ctx.url.display,
+            schema=ctx.url.schema,
+            migrations_dir=ctx.migrations.path,
+            report=report,
+            code=code,
+        )
+        out(reports.dump(document))
+        return code
+    _print_report(ctx, report)
     checks = [
         ("database reachable", True),
         ("no failed migration", not report.failed),
@@ -449,26 +461,10 @@ def _lint_status(finding: Finding) -> str:
     return finding.kind
 
 
-def lint(ctx: Context, *, policy: Policy, all_migrations: bool = False) -> ExitCode:
-    """squawk over the pending migrations (or all); exit 2 when the policy blocks."""
-    from . import lint as squawk
-
-    local = _local_with_scripts(ctx)
-    if all_migrations:
-        targets = local
-    else:
-        with ctx.connection("lint") as conn:
-            targets = [i.local for i in ctx.report(conn, local).pending if i.local is not None]
-    if not targets:
-        out("lint: no pending migrations (use --all to lint every migration)")
-        return ExitCode.OK
-    found = squawk.run(targets, new_tables=not all_migrations, required=True) or []
+def _print_lint(targets: list[Migration], found: list[Finding], policy: Policy) -> None:
     shown = [f for f in found if f.kind != "advice"]
     for finding in shown:
         out(f"{finding.describe()} [{_lint_status(finding)}]")
-    for finding in found:
-        if finding.kind == "advice":
-            log.debug("lint advice: %s: %s: %s", finding.location(), finding.rule, finding.message)
     unacknowledged = [f for f in found if f.guarded]
     dangerous = [f for f in found if f.kind in ("destructive", "locking")]
     unparsed = len(shown) - len(dangerous)
@@ -477,9 +473,64 @@ def lint(ctx: Context, *, policy: Policy, all_migrations: bool = False) -> ExitC
         f"operation(s), {len(unacknowledged)} not acknowledged (policy {policy.value})"
         + (f"; {unparsed} syntax error(s): those statements are not checked" if unparsed else "")
     )
-    if unacknowledged and policy is Policy.BLOCK:
+
+
+def _lint_targets(ctx: Context, all_migrations: bool) -> list[Migration]:
+    """Every migration of the folder, or those a deploy would apply now."""
+    local = _local_with_scripts(ctx)
+    if all_migrations:
+        return local
+    with ctx.connection("lint") as conn:
+        return [i.local for i in ctx.report(conn, local).pending if i.local is not None]
+
+
+def lint(
+    ctx: Context,
+    *,
+    policy: Policy,
+    all_migrations: bool = False,
+    as_json: bool = False,
+    sarif: str | None = None,
+) -> ExitCode:
+    """squawk over the pending migrations (or all); exit 2 when the policy blocks.
+    ``as_json``: one JSON document on stdout instead of the text; ``sarif``: a SARIF log
+    into that file (``-``: stdout)."""
+    from . import lint as squawk
+    from . import reports
+
+    targets = _lint_targets(ctx, all_migrations)
+    found = (
+        (squawk.run(targets, new_tables=not all_migrations, required=True) or []) if targets else []
+    )
+    for finding in found:
+        if finding.kind == "advice":
+            log.debug("lint advice: %s: %s: %s", finding.location(), finding.rule, finding.message)
+    unacknowledged = [f for f in found if f.guarded]
+    blocks = bool(unacknowledged) and policy is Policy.BLOCK
+    code = ExitCode.USAGE if blocks else ExitCode.OK
+    if sarif is not None:
+        document = reports.sarif_log(
+            migrations_dir=ctx.migrations.path, findings=found, policy=policy, code=code
+        )
+        reports.write(reports.dump(document), sarif)
+    if as_json:
+        document = reports.lint_document(
+            migrations_dir=ctx.migrations.path,
+            linted=[m.name for m in targets],
+            findings=found,
+            policy=policy,
+            all_migrations=all_migrations,
+            code=code,
+        )
+        out(reports.dump(document))
+    elif sarif != "-":
+        if targets:
+            _print_lint(targets, found, policy)
+        else:
+            out("lint: no pending migrations (use --all to lint every migration)")
+    if blocks:
         raise squawk.blocked_error(unacknowledged)
-    return ExitCode.OK
+    return code
 
 
 def down(

@@ -3,19 +3,29 @@
 The contract phase runs this before it applies anything: a post-upgrade hook runs as soon
 as Helm has sent the new manifests (and without ``helm --wait``, while old pods still
 serve). The decision (``decide``) works on plain data and is unit-tested; ``wait`` reads
-the objects with the ``kubernetes`` client (extra ``[kubernetes]``, imported lazily) and
-needs only get/list on deployments, replicasets and pods in the namespace.
+the objects from the API server and needs only get/list on deployments, replicasets and
+pods in the namespace. No client library: in a pod (the chart's contract Job) it asks the
+API server over HTTPS with the standard library, the service account's token and CA;
+outside a cluster it asks through ``kubectl get --raw``, which brings the kubeconfig and
+every way of logging in that kubectl knows (exec plugins, client certificates, tokens).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
+import ssl
+import subprocess
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 from .durations import format_duration
 from .errors import ConfigError, MigrateError, NotUpToDate
@@ -23,12 +33,10 @@ from .errors import ConfigError, MigrateError, NotUpToDate
 log = logging.getLogger(__name__)
 
 REVISION = "deployment.kubernetes.io/revision"
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 PROGRESS_EVERY = 10.0
-INSTALL_HINT = (
-    "install the Kubernetes client: pip install 'fast-note-migrate[kubernetes]'; "
-    "or drop --wait-for-rollout and make sure no old pod still serves"
-)
+REQUEST_TIMEOUT = 30.0
+Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -119,82 +127,165 @@ def default_namespace() -> str | None:
     if os.environ.get("POD_NAMESPACE"):
         return os.environ["POD_NAMESPACE"]
     try:
-        return NAMESPACE_FILE.read_text().strip() or None
+        return (SERVICE_ACCOUNT / "namespace").read_text().strip() or None
     except OSError:
         return None
 
 
-def _client() -> tuple[Any, Any, str]:
-    """AppsV1Api, CoreV1Api and the kubeconfig's namespace (in-cluster first)."""
-    try:
-        from kubernetes import client, config  # type: ignore[import-untyped]
-    except ImportError:
-        raise ConfigError(
-            "--wait-for-rollout needs the kubernetes Python client, which is not installed",
-            hint=INSTALL_HINT,
-        ) from None
-    namespace = "default"
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-    else:
+class ApiError(Exception):
+    """The API server answered with an error; ``status`` is its HTTP status, if known."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Api(Protocol):
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Json:
+        """GET ``path`` of the API server, decoded."""
+        ...
+
+
+@dataclass(frozen=True)
+class InCluster:
+    """The API server of the pod's own cluster, with the service account's token (read
+    again for each request: the kubelet rotates it) and CA."""
+
+    server: str
+    folder: Path  # the service account's token and ca.crt
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Json:
+        token = (self.folder / "token").read_text().strip()
+        context = ssl.create_default_context(cafile=str(self.folder / "ca.crt"))
+        # No proxy from the environment: the API server is an address inside the cluster.
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+        )
+        url = self.server + path + (f"?{urlencode(query)}" if query else "")
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
         try:
-            config.load_kube_config()
-            _, context = config.list_kube_config_contexts()
-            namespace = (context or {}).get("context", {}).get("namespace") or namespace
-        except Exception as exc:
+            with opener.open(request, timeout=REQUEST_TIMEOUT) as response:
+                return dict(json.load(response))
+        except urllib.error.HTTPError as exc:
+            raise ApiError(f"HTTP {exc.code} {exc.reason} for {path}", exc.code) from None
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """Outside a cluster: ``kubectl get --raw``, with kubectl's kubeconfig and log-in."""
+
+    program: str
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Json:
+        url = path + (f"?{urlencode(query)}" if query else "")
+        out = self._run("get", "--raw", url, f"--request-timeout={REQUEST_TIMEOUT:.0f}s")
+        return dict(json.loads(out))
+
+    def namespace(self) -> str | None:
+        """The current context's namespace."""
+        return self._run("config", "view", "--minify", "--output=jsonpath={..namespace}") or None
+
+    def _run(self, *args: str) -> str:
+        result = subprocess.run([self.program, *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            message = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            status = next((code for word, code in _KUBECTL_STATUS if word in message), None)
+            raise ApiError(f"kubectl {args[0]} {args[1]}: {message}", status)
+        return result.stdout.strip()
+
+
+_KUBECTL_STATUS = (("(NotFound)", 404), ("(Forbidden)", 403), ("(Unauthorized)", 401))
+
+
+def connect() -> tuple[Api, str | None]:
+    """The API server (in a pod first, else kubectl's) and the kubeconfig's namespace."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if host:
+        missing = [n for n in ("token", "ca.crt") if not (SERVICE_ACCOUNT / n).is_file()]
+        if missing:
             raise ConfigError(
-                f"no Kubernetes configuration found: {exc}",
-                hint="run in a pod (in-cluster config) or set KUBECONFIG",
-            ) from None
-    return client.AppsV1Api(), client.CoreV1Api(), namespace
+                f"--wait-for-rollout in a pod needs its service account's "
+                f"{' and '.join(missing)} in {SERVICE_ACCOUNT}, which are not there",
+                hint="run the contract Job with automountServiceAccountToken: true "
+                "(the chart's contract ServiceAccount sets it)",
+            )
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        server = f"https://{f'[{host}]' if ':' in host else host}:{port}"
+        return InCluster(server, SERVICE_ACCOUNT), None
+    configs = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if not any(Path(p).is_file() for p in configs.split(os.pathsep) if p):
+        raise ConfigError(
+            "no Kubernetes configuration found: not in a pod (KUBERNETES_SERVICE_HOST is "
+            f"not set) and no kubeconfig at {configs}",
+            hint="run in a pod of the cluster, or set KUBECONFIG to your kubeconfig",
+        )
+    program = shutil.which("kubectl")
+    if program is None:
+        raise ConfigError(
+            "outside a pod, --wait-for-rollout reads the cluster with kubectl, "
+            "which is not on PATH",
+            hint="install kubectl (it uses your kubeconfig), or run the contract phase "
+            "in a pod of the cluster (the chart's contract Job)",
+        )
+    kubectl = Kubectl(program)
+    try:
+        return kubectl, kubectl.namespace()
+    except ApiError as exc:
+        raise ConfigError(
+            f"no Kubernetes configuration found: {exc}",
+            hint="check your kubeconfig (kubectl config current-context)",
+        ) from None
 
 
-def _owner(meta: Any, kind: str) -> tuple[str | None, str | None]:
-    for ref in meta.owner_references or []:
-        if ref.kind == kind:
-            return ref.name, ref.uid
+def _owner(meta: Json, kind: str) -> tuple[str | None, str | None]:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == kind:
+            return ref.get("name"), ref.get("uid")
     return None, None
 
 
-def _selector(deployment: Any) -> str:
-    labels = deployment.spec.selector.match_labels or {}
+def _selector(deployment: Json) -> str:
+    labels = deployment["spec"]["selector"].get("matchLabels") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 def read(
-    apps: Any, core: Any, name: str, namespace: str
+    api: Api, name: str, namespace: str
 ) -> tuple[DeploymentState, list[ReplicaSetState], list[PodState]]:
     """The Deployment, its ReplicaSets and their pods, as plain data."""
-    dep = apps.read_namespaced_deployment(name, namespace)
-    status = dep.status
-    progressing = [c for c in status.conditions or [] if c.type == "Progressing"]
+    ns = quote(namespace, safe="")
+    dep = api.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{quote(name, safe='')}")
+    meta, spec, status = dep["metadata"], dep["spec"], dep.get("status") or {}
+    progressing = [c for c in status.get("conditions") or [] if c.get("type") == "Progressing"]
     state = DeploymentState(
         name=name,
-        uid=dep.metadata.uid,
-        generation=dep.metadata.generation or 0,
-        observed_generation=status.observed_generation or 0,
-        replicas=1 if dep.spec.replicas is None else dep.spec.replicas,
-        updated_replicas=status.updated_replicas or 0,
-        current_replicas=status.replicas or 0,
-        available_replicas=status.available_replicas or 0,
-        deadline_exceeded=any(c.reason == "ProgressDeadlineExceeded" for c in progressing),
+        uid=meta["uid"],
+        generation=meta.get("generation") or 0,
+        observed_generation=status.get("observedGeneration") or 0,
+        replicas=1 if spec.get("replicas") is None else spec["replicas"],
+        updated_replicas=status.get("updatedReplicas") or 0,
+        current_replicas=status.get("replicas") or 0,
+        available_replicas=status.get("availableReplicas") or 0,
+        deadline_exceeded=any(c.get("reason") == "ProgressDeadlineExceeded" for c in progressing),
     )
-    selector = _selector(dep)
+    query = {"labelSelector": _selector(dep)}
     replicasets = [
         ReplicaSetState(
-            rs.metadata.name,
-            _owner(rs.metadata, "Deployment")[1],
-            int((rs.metadata.annotations or {}).get(REVISION, "0") or 0),
+            rs["metadata"]["name"],
+            _owner(rs["metadata"], "Deployment")[1],
+            int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0),
         )
-        for rs in apps.list_namespaced_replica_set(namespace, label_selector=selector).items
+        for rs in api.get(f"/apis/apps/v1/namespaces/{ns}/replicasets", query)["items"]
     ]
     pods = [
         PodState(
-            p.metadata.name,
-            _owner(p.metadata, "ReplicaSet")[0],
-            p.metadata.deletion_timestamp is not None,
+            p["metadata"]["name"],
+            _owner(p["metadata"], "ReplicaSet")[0],
+            p["metadata"].get("deletionTimestamp") is not None,
         )
-        for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+        for p in api.get(f"/api/v1/namespaces/{ns}/pods", query)["items"]
     ]
     return state, replicasets, pods
 
@@ -226,13 +317,13 @@ def wait(
     """Block until ``decide`` says done; raise NotUpToDate (exit 3) after the timeout."""
     namespace = target.namespace or default_namespace()
     if fetch is None:
-        apps, core, kube_namespace = _client()
+        api, kube_namespace = connect()
         namespace = namespace or kube_namespace
 
         def fetch(
             name: str, ns: str
         ) -> tuple[DeploymentState, list[ReplicaSetState], list[PodState]]:
-            return read(apps, core, name, ns)
+            return read(api, name, ns)
 
     namespace = namespace or "default"
     started = time.monotonic()

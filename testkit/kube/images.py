@@ -72,7 +72,14 @@ _APP_FILES = ("server.js", "stage-rootfs.sh")  # what examples/app/Dockerfile co
 _IMPORTED_FROM = "fast-note-e2e.archive"  # containerd label: the archive of an image
 _PAUSE_CFLAGS = ("-static", "-O2", "-Wall", "-Werror", "-DVERSION=v3.2")
 # hooks/Dockerfile's context after .dockerignore (which is an input too).
-_MIGRATOR_INPUTS = (".dockerignore", "pyproject.toml", "README.md", "hooks/fast_note_migrate")
+_MIGRATOR_INPUTS = (
+    ".dockerignore",
+    "pyproject.toml",
+    "README.md",
+    "hooks/requirements.lock",
+    "hooks/build.lock",
+    "hooks/fast_note_migrate",
+)
 
 
 class ImageError(RuntimeError):

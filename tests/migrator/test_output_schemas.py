@@ -107,8 +107,14 @@ def _property_nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, 
 
 
 def test_there_is_a_schema_for_each_output() -> None:
-    """status --json and the JSON log lines; verify and lint print text only."""
-    assert [p.name for p in SCHEMA_FILES] == ["log-line.v1.schema.json", "status.v1.schema.json"]
+    """status, verify and lint --json, and the JSON log lines (test_verify_lint_output.py
+    validates the verify and lint documents)."""
+    assert [p.name for p in SCHEMA_FILES] == [
+        "lint.v1.schema.json",
+        "log-line.v1.schema.json",
+        "status.v1.schema.json",
+        "verify.v1.schema.json",
+    ]
 
 
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=[p.name for p in SCHEMA_FILES])

@@ -92,7 +92,7 @@ class BadInput:
     argv: tuple[str, ...]
     code: int
     message: str  # a phrase the output must contain
-    hint: str = ""  # a phrase of the "what to do:" line ("" when argparse answers)
+    hint: str = ""  # a phrase of the "what to do:" line
     env: dict[str, str] = field(default_factory=dict)
     folder: Setup = one_migration
     sql: str = ""
@@ -338,8 +338,17 @@ ROWS: list[BadInput] = [
         ("migrate",),
         2,
         "invalid choice: 'migrate'",
+        "run `fast-note-migrate --help` for the verbs",
     ),
-    BadInput("flag-no-verb", "flag", "no verb", (), 2, "the following arguments are required"),
+    BadInput(
+        "flag-no-verb",
+        "flag",
+        "no verb (the help is printed on stderr)",
+        (),
+        2,
+        "no verb given: use one of deploy, status",
+        "run `fast-note-migrate --help` for the verbs",
+    ),
     BadInput(
         "flag-resolve-nothing",
         "flag",
@@ -347,6 +356,7 @@ ROWS: list[BadInput] = [
         ("resolve",),
         2,
         "one of the arguments --applied --rolled-back is required",
+        "run `fast-note-migrate resolve --help`",
     ),
     BadInput(
         "flag-resolve-both",
@@ -355,6 +365,7 @@ ROWS: list[BadInput] = [
         ("resolve", "--applied", "a", "--rolled-back", "b"),
         2,
         "not allowed with argument",
+        "run `fast-note-migrate resolve --help`",
     ),
     BadInput(
         "flag-resolve-unknown",
@@ -381,6 +392,7 @@ ROWS: list[BadInput] = [
         ("status", "--log-format", "xml"),
         2,
         "invalid log format 'xml'",
+        "run `fast-note-migrate status --help`",
     ),
     BadInput(
         "flag-duration-unit",
@@ -389,6 +401,7 @@ ROWS: list[BadInput] = [
         ("deploy", "--connect-timeout", "10d"),
         2,
         "invalid duration '10d': write it like 500ms, 30s, 5m or 1h",
+        "run `fast-note-migrate deploy --help`",
     ),
     BadInput(
         "flag-extra-argument",
@@ -397,6 +410,16 @@ ROWS: list[BadInput] = [
         ("status", "--json", "now"),
         2,
         "unrecognized arguments: now",
+        "run `fast-note-migrate status --help`",
+    ),
+    BadInput(
+        "flag-lint-two-on-stdout",
+        "flag",
+        "`lint --json --sarif -`: two documents on stdout",
+        ("lint", "--all", "--json", "--sarif", "-"),
+        2,
+        "--json and --sarif - both write on stdout: use a file for --sarif",
+        "run `fast-note-migrate lint --help`",
     ),
     # environment
     BadInput(
@@ -405,7 +428,8 @@ ROWS: list[BadInput] = [
         "`MIGRATE_LOCK_TIMEOUT=forever`",
         ("deploy",),
         2,
-        "invalid duration 'forever'",
+        "the environment variable MIGRATE_LOCK_TIMEOUT: invalid duration 'forever'",
+        "fix or unset MIGRATE_LOCK_TIMEOUT",
         env={"MIGRATE_LOCK_TIMEOUT": "forever"},
     ),
     BadInput(
@@ -414,7 +438,8 @@ ROWS: list[BadInput] = [
         "`MIGRATE_LOG_FORMAT=yaml`",
         ("status",),
         2,
-        "invalid log format 'yaml'",
+        "the environment variable MIGRATE_LOG_FORMAT: invalid log format 'yaml'",
+        "fix or unset MIGRATE_LOG_FORMAT",
         env={"MIGRATE_LOG_FORMAT": "yaml"},
     ),
     BadInput(
@@ -423,7 +448,8 @@ ROWS: list[BadInput] = [
         "`MIGRATE_PHASE=later` (not a phase)",
         ("deploy",),
         2,
-        "invalid phase 'later'",
+        "the environment variable MIGRATE_PHASE: invalid phase 'later'",
+        "fix or unset MIGRATE_PHASE",
         env={"MIGRATE_PHASE": "later"},
     ),
     BadInput(

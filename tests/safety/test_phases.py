@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
-from fast_note_migrate.errors import MigrateError, NotUpToDate
+from fast_note_migrate import rollout
+from fast_note_migrate.errors import ConfigError, MigrateError, NotUpToDate
 from fast_note_migrate.rollout import (
     DeploymentState,
     PodState,
@@ -13,11 +19,14 @@ from fast_note_migrate.rollout import (
     decide,
     wait,
 )
+from testkit.certificates import Authority
 from testkit.cli import Migrator
 from testkit.database import Database
+from testkit.kube.objects import ObjectServer, serve
 from testkit.migrations_folder import PRISMA_LAST, RELEASE_N, MigrationsFolder, example_folders
 
 CONTRACT = "20240415090000_drop_user_email"
+KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 
 
 def test_rename_across_two_releases_with_expand_and_contract_runs(
@@ -194,82 +203,177 @@ def test_wait_stops_at_a_failed_rollout() -> None:
         wait(Target("fast-note", "apps", timeout=5, interval=0.01), fetch=fetch)
 
 
-def test_rollout_reads_the_kubernetes_objects_it_decides_on() -> None:
-    """read() turns the client's Deployment, ReplicaSets and Pods into the plain data."""
-    from types import SimpleNamespace
+def _objects(namespace: str = "apps") -> list[dict[str, object]]:
+    """A Deployment at revision 2 whose last pod of revision 1 is terminating, as the API
+    server returns them; another app's pod shares the namespace."""
 
-    from kubernetes import client as k8s
+    def meta(name: str, owner: tuple[str, str, str] | None = None, **extra: object) -> object:
+        found: dict[str, object] = {"name": name, "namespace": namespace, **extra}
+        found["labels"] = {"app": "fast-note"}
+        if owner:
+            kind, owner_name, uid = owner
+            ref = {"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "uid": uid}
+            found["ownerReferences"] = [ref]
+        return found
 
-    from fast_note_migrate.rollout import read
-
-    def meta(
-        name: str, owner: tuple[str, str, str] | None = None, **extra: object
-    ) -> k8s.V1ObjectMeta:
-        refs = (
-            [
-                k8s.V1OwnerReference(
-                    api_version="apps/v1", kind=owner[0], name=owner[1], uid=owner[2]
-                )
-            ]
-            if owner
-            else None
-        )
-        return k8s.V1ObjectMeta(name=name, owner_references=refs, **extra)
-
-    deployment = k8s.V1Deployment(
-        metadata=meta("fast-note", uid="d1", generation=4),
-        spec=k8s.V1DeploymentSpec(
-            replicas=2,
-            selector=k8s.V1LabelSelector(match_labels={"app": "fast-note"}),
-            template=k8s.V1PodTemplateSpec(),
+    status = {"observedGeneration": 4, "replicas": 2, "updatedReplicas": 2}
+    return [
+        {
+            "kind": "Deployment",
+            "metadata": meta("fast-note", uid="d1", generation=4),
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "fast-note"}}},
+            "status": status | {"availableReplicas": 2},
+        },
+        *(
+            {
+                "kind": "ReplicaSet",
+                "metadata": meta(
+                    f"fast-note-{r}",
+                    ("Deployment", "fast-note", "d1"),
+                    annotations={"deployment.kubernetes.io/revision": str(r)},
+                ),
+            }
+            for r in (1, 2)
         ),
-        status=k8s.V1DeploymentStatus(
-            observed_generation=4, replicas=2, updated_replicas=2, available_replicas=2
-        ),
-    )
-    sets = [
-        k8s.V1ReplicaSet(
-            metadata=meta(
-                f"fast-note-{r}",
-                ("Deployment", "fast-note", "d1"),
-                annotations={"deployment.kubernetes.io/revision": str(r)},
-            )
-        )
-        for r in (1, 2)
-    ]
-    pods = [
-        k8s.V1Pod(
-            metadata=meta(
+        {
+            "kind": "Pod",
+            "metadata": meta(
                 "fast-note-1-a",
                 ("ReplicaSet", "fast-note-1", "r1"),
-                deletion_timestamp="2026-01-01T00:00:00Z",
-            )
-        )
+                deletionTimestamp="2026-01-01T00:00:00Z",
+            ),
+        },
+        {"kind": "Pod", "metadata": {"name": "other-1", "namespace": namespace, "labels": {}}},
     ]
-    selectors: list[str] = []
 
-    def listing(items: list[object]) -> object:
-        def call(namespace: str, label_selector: str) -> object:
-            selectors.append(label_selector)
-            return SimpleNamespace(items=items)
 
-        return call
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[ObjectServer, Path]]:
+    """A server answering like the API server, and its CA certificate."""
+    authority = Authority.create(tmp_path / "pki")
+    with serve(
+        ObjectServer("t0k3n", _objects()), *authority.server_pem("api", ("127.0.0.1",))
+    ) as server:
+        yield server, authority.path
 
-    apps = SimpleNamespace(
-        read_namespaced_deployment=lambda name, ns: deployment,
-        list_namespaced_replica_set=listing(sets),
-    )
-    core = SimpleNamespace(list_namespaced_pod=listing(pods))
-    state, replicasets, pod_states = read(apps, core, "fast-note", "apps")
+
+@pytest.fixture
+def in_a_pod(
+    api: tuple[ObjectServer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The environment and service account folder of a pod of the server's cluster."""
+    server, ca = api
+    folder = tmp_path / "serviceaccount"
+    folder.mkdir()
+    (folder / "token").write_text(server.token)
+    (folder / "ca.crt").write_bytes(ca.read_bytes())
+    (folder / "namespace").write_text("apps\n")
+    monkeypatch.setattr(rollout, "SERVICE_ACCOUNT", folder)
+    host, _, port = server.url.removeprefix("https://").partition(":")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    return folder
+
+
+def _assert_terminating_old_pod_is_seen(
+    view: tuple[DeploymentState, list[ReplicaSetState], list[PodState]],
+) -> None:
+    state, replicasets, pods = view
     assert state.generation == 4 and state.replicas == 2 and state.available_replicas == 2
     assert [(r.name, r.owner_uid, r.revision) for r in replicasets] == [
         ("fast-note-1", "d1", 1),
         ("fast-note-2", "d1", 2),
     ]
-    assert pod_states == [PodState("fast-note-1-a", "fast-note-1", terminating=True)]
-    assert selectors == ["app=fast-note", "app=fast-note"]
-    verdict = decide(state, replicasets, pod_states)
+    assert pods == [PodState("fast-note-1-a", "fast-note-1", terminating=True)]
+    verdict = decide(*view)
     assert not verdict.done and "fast-note-1-a (terminating)" in verdict.message
+
+
+def test_in_a_pod_the_rollout_is_read_with_the_service_account_token_and_ca(
+    api: tuple[ObjectServer, Path], in_a_pod: Path
+) -> None:
+    """In the contract Job's pod the objects come over HTTPS (the service account's CA
+    verifies the server, its token logs in), selected by the Deployment's labels, from the
+    pod's own namespace; a rotated token is read again."""
+    server, _ = api
+    client, kube_namespace = rollout.connect()
+    assert kube_namespace is None and rollout.default_namespace() == "apps"
+    _assert_terminating_old_pod_is_seen(rollout.read(client, "fast-note", "apps"))
+    assert server.requests == [
+        "/apis/apps/v1/namespaces/apps/deployments/fast-note",
+        "/apis/apps/v1/namespaces/apps/replicasets?labelSelector=app%3Dfast-note",
+        "/api/v1/namespaces/apps/pods?labelSelector=app%3Dfast-note",
+    ]
+    server.token = "rotated"
+    (in_a_pod / "token").write_text("rotated")
+    assert rollout.read(client, "fast-note", "apps")[0].uid == "d1"
+
+
+def test_in_a_pod_a_server_the_ca_did_not_sign_is_refused(
+    api: tuple[ObjectServer, Path], in_a_pod: Path, tmp_path: Path
+) -> None:
+    other = Authority.create(tmp_path / "other", "someone-else")
+    (in_a_pod / "ca.crt").write_bytes(other.path.read_bytes())
+    client, _ = rollout.connect()
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+        rollout.read(client, "fast-note", "apps")
+    assert api[0].requests == []
+
+
+@pytest.mark.parametrize(
+    ("deployment", "token", "expected"),
+    [
+        ("gone", "t0k3n", "deployment gone not found in namespace apps"),
+        ("fast-note", "wrong", "not allowed to read deployment fast-note in namespace apps"),
+    ],
+)
+def test_wait_names_a_missing_deployment_or_a_refused_token_at_once(
+    api: tuple[ObjectServer, Path], in_a_pod: Path, deployment: str, token: str, expected: str
+) -> None:
+    (in_a_pod / "token").write_text(token)
+    with pytest.raises(ConfigError, match=expected) as info:
+        wait(Target(deployment, timeout=5, interval=0.01))
+    assert info.value.hint and int(info.value.exit_code) == 2
+
+
+def test_in_a_pod_without_a_service_account_token_the_contract_run_says_what_to_set(
+    in_a_pod: Path,
+) -> None:
+    (in_a_pod / "token").unlink()
+    with pytest.raises(ConfigError, match="needs its service account's token") as info:
+        rollout.connect()
+    assert "automountServiceAccountToken: true" in (info.value.hint or "")
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl is fetched by `make tools`")
+def test_outside_a_pod_the_rollout_is_read_through_kubectl_and_its_kubeconfig(
+    api: tuple[ObjectServer, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a pod's environment, kubectl reads the objects with the kubeconfig's server,
+    credentials and namespace."""
+    server, ca = api
+    kubeconfig = tmp_path / "kubeconfig"
+    cluster = {"server": server.url, "certificate-authority": str(ca)}
+    context = {"cluster": "c", "user": "u", "namespace": "apps"}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": {"token": server.token}}],
+        "contexts": [{"name": "ctx", "context": context}],
+        "current-context": "ctx",
+    }
+    kubeconfig.write_text(json.dumps(config))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("PATH", f"{KUBECTL.parent}{os.pathsep}{os.environ['PATH']}")
+    client, kube_namespace = rollout.connect()
+    assert kube_namespace == "apps"
+    _assert_terminating_old_pod_is_seen(rollout.read(client, "fast-note", "apps"))
+    with pytest.raises(rollout.ApiError) as info:
+        rollout.read(client, "gone", "apps")
+    assert info.value.status == 404
 
 
 def test_contract_run_that_cannot_check_the_rollout_applies_nothing(

@@ -294,7 +294,8 @@ def migrate(
 def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
     """Chart values of a test release: the test's database Secret, the given image tag."""
     result: dict[str, Any] = {
-        "image": {"repository": APP_REPOSITORY, "tag": tag},
+        # the images of the run, not the published ones: no registry (the chart's default)
+        "image": {"registry": "", "repository": APP_REPOSITORY, "tag": tag},
         "replicaCount": replicas,
         "database": {"existingSecret": "fast-note-db", "existingSecretKey": "database-url"},
         # the example app: ready only once every migration of its image is applied
@@ -304,7 +305,7 @@ def release_values(strategy: str, tag: str, replicas: int = 2, **extra: Any) -> 
         ],
         "migration": {
             "strategy": strategy,
-            "image": {"repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
+            "image": {"registry": "", "repository": MIGRATOR_REPOSITORY, "tag": MIGRATOR_TAG},
             # the app image has no shell and no cp: node copies the migrations out
             "source": {"command": COPY_WITH_NODE},
             "lockTimeout": "1m",

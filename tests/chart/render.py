@@ -23,8 +23,11 @@ from fast_note_migrate import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fast-note"
-# The chart's appVersion is the project version (tests/test_version.py), the migrator's default tag.
-MIGRATOR_IMAGE = f"fast-note-migrate:{__version__}"
+# Where the releases publish the images (the values' defaults; tools/release.py checks them). The
+# chart's appVersion is the project version (tests/test_version.py), the images' default tag.
+APP_REPOSITORY = "ghcr.io/fast-note/fast-note-example"
+MIGRATOR_REPOSITORY = "ghcr.io/fast-note/fast-note-migrate"
+MIGRATOR_IMAGE = f"{MIGRATOR_REPOSITORY}:{__version__}"
 HELM_BIN = {"helm3": ROOT / ".tools" / "bin" / "helm3", "helm4": ROOT / ".tools" / "bin" / "helm4"}
 HELMS = tuple(HELM_BIN)
 # Oldest and newest Kubernetes we validate against (kubernetes-validate 1.37 ships 1.25-1.37).

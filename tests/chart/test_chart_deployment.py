@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .render import (
+    APP_REPOSITORY,
     DB_URL,
     MIGRATOR_IMAGE,
     VALUES_FILES,
@@ -84,7 +85,7 @@ class TestDeployment:
         values["image"] = {"tag": "2.0.0"}
         spec = deployment(render_chart(values, helm=helm))["spec"]["template"]["spec"]
         copy = container(spec, "copy-migrations")
-        assert copy["image"] == "fast-note:2.0.0"
+        assert copy["image"] == f"{APP_REPOSITORY}:2.0.0"
         assert copy["command"] == ["cp", "-r", "/srv/app/prisma/migrations/.", "/migrations/"]
         assert {"name": "migrations", "emptyDir": {"sizeLimit": "64Mi"}} in spec["volumes"]
 

@@ -3,14 +3,16 @@ Kubernetes schemas, and every pod meets the Pod Security Standard "restricted"."
 
 from __future__ import annotations
 
-import re
-
 import pytest
+
+from fast_note_migrate import __version__
 
 from .render import (
     API_POD,
+    APP_REPOSITORY,
     CI_VALUES_FILES,
     DB_URL,
+    MIGRATOR_REPOSITORY,
     NAMESPACE,
     STRATEGIES,
     VALUES_FILES,
@@ -164,13 +166,14 @@ class TestStrategyMatrix:
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert labels["app.kubernetes.io/component"] == "app"
 
-    def test_should_name_no_registry_host_in_any_image(self, helm):
+    def test_should_pull_the_published_images_by_default(self, helm):
         for values_file in VALUES_FILES + CI_VALUES_FILES:
             docs = render_chart(helm=helm, values_files=[values_file])
             images = {c["image"] for _, spec in pod_specs(docs) for c in containers(spec)}
             for image in images:
-                assert not re.match(r"^[^/]+[.:][^/]*/", image), f"registry host in {image}"
-                assert image.split(":")[0] in ("fast-note", "fast-note-migrate")
+                repository, _, tag = image.partition(":")
+                assert repository in (APP_REPOSITORY, MIGRATOR_REPOSITORY), image
+                assert tag == __version__, f"{image} in the render of {values_file.name}"
 
 
 class TestEnvironmentFiles:

@@ -1,9 +1,12 @@
-"""hooks/Dockerfile: the image the chart's migrator containers run (it cannot be built here, so
-these check what the chart relies on)."""
+"""hooks/Dockerfile: what the chart relies on in the image its migrator containers run (the
+lock files and labels: tests/image; the image built and run on a node: tests/e2e)."""
 
 from __future__ import annotations
 
 import re
+import tomllib
+
+import yaml
 
 from .render import ROOT
 
@@ -20,23 +23,27 @@ class TestMigratorImage:
         for ref in re.findall(r"(?:FROM|PYTHON_IMAGE=)\s*(\S+)", DOCKERFILE):
             assert not re.match(r"^[^/]+[.:][^/]*/", ref), ref
 
-    def test_should_install_only_the_wheel_in_the_final_stage(self):
+    def test_should_install_nothing_but_the_built_environment_in_the_final_stage(self):
         final = STAGES[1]
-        assert "--no-index --find-links=/wheels" in final
-        assert "COPY hooks" not in final and "gcc" not in final and "build-essential" not in final
-        assert "pip wheel" in STAGES[0]
+        assert "COPY --from=build /opt/fast-note-migrate /opt/fast-note-migrate" in final
+        assert "pip install" not in final and "COPY hooks" not in final
+        assert "gcc" not in final and "build-essential" not in final
 
-    def test_should_install_the_kubernetes_extra_for_the_contract_job(self):
-        """`deploy --wait-for-rollout` (the contract Job) needs the kubernetes client."""
-        assert "'.[kubernetes]'" in STAGES[0]
-        assert "'fast-note-migrate[kubernetes]'" in STAGES[1]
-        pyproject = (ROOT / "pyproject.toml").read_text()
-        assert re.search(r"^\[project\.optional-dependencies\]\nkubernetes = \[", pyproject, re.M)
+    def test_should_wait_for_the_rollout_without_a_kubernetes_client_library(self):
+        """The contract Job's `--wait-for-rollout` asks the API server with the standard
+        library: no [kubernetes] extra to install, none in the lock."""
+        assert "kubernetes" not in (ROOT / "hooks" / "requirements.lock").read_text()
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        assert "kubernetes" not in pyproject["project"]["optional-dependencies"]
 
-    def test_should_run_as_the_uid_the_chart_expects(self):
-        assert re.search(r"^USER 10001:10001$", STAGES[1], re.M)
-        values = (ROOT / "charts" / "fast-note" / "values.yaml").read_text()
-        assert "runAsUser: 10001" in values
+    def test_should_run_as_the_uid_and_gid_the_chart_expects(self):
+        user = re.findall(r"^USER (\d+):(\d+)$", STAGES[1], re.M)
+        values = yaml.safe_load((ROOT / "charts" / "fast-note" / "values.yaml").read_text())
+        pod = values["podSecurityContext"]
+        assert user == [(str(pod["runAsUser"]), str(pod["runAsGroup"]))]
+        assert re.search(
+            rf"useradd --uid {pod['runAsUser']} --gid {pod['runAsGroup']}\b", STAGES[1]
+        )
 
     def test_should_start_the_migrator_cli(self):
         assert 'ENTRYPOINT ["fast-note-migrate"]' in STAGES[1]

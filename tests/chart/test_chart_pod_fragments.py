@@ -10,6 +10,7 @@ import pytest
 
 from .render import (
     MIGRATOR_IMAGE,
+    MIGRATOR_REPOSITORY,
     containers,
     env_value,
     pod_specs,
@@ -85,7 +86,7 @@ class TestPodFragments:
         images = {
             c["image"] for _, spec in specs for c in containers(spec) if c["name"] in MIGRATOR_NAMES
         }
-        assert images == {f"fast-note-migrate@{digest}"}
+        assert images == {f"{MIGRATOR_REPOSITORY}@{digest}"}
 
 
 CA_VOLUME = {"name": "rds-ca", "configMap": {"name": "rds-ca-bundle"}}
@@ -241,7 +242,7 @@ class TestMigrationSource:
     def test_should_say_where_bundled_migrations_are(self):
         values = strategy_values("hook", source={"image": "migrator"})
         notes = render_notes(json.dumps(values, sort_keys=True))
-        assert "bundled in the migrator image fast-note-migrate:0.1.0" in notes
+        assert f"bundled in the migrator image {MIGRATOR_IMAGE}" in notes
         assert "-c app -- ls" not in notes
         shellless = strategy_values("hook", source={"command": NODE_COPY})
         assert "-c app -- ls" not in render_notes(json.dumps(shellless, sort_keys=True))

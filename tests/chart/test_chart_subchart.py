@@ -89,8 +89,8 @@ class TestUmbrellaChart:
         assert len(specs) == 4  # app, hook Job, contract Job, test Pod
         images = {c["image"] for _, spec in specs for c in containers(spec)}
         assert images == {
-            f"registry.example.com/fast-note:{CHART_VERSION}",
-            f"registry.example.com/fast-note-migrate:{CHART_VERSION}",
+            f"registry.example.com/fast-note/fast-note-example:{CHART_VERSION}",
+            f"registry.example.com/fast-note/fast-note-migrate:{CHART_VERSION}",
         }
         for name, spec in specs:
             assert spec["imagePullSecrets"] == [
@@ -109,8 +109,8 @@ class TestImageRegistry:
             for c in containers(spec)
         }
         assert images == {
-            "mirror.example.com/apps/fast-note:0.1.0",
-            "mirror.example.com/ops/fast-note-migrate:0.1.0",
+            f"mirror.example.com/apps/fast-note/fast-note-example:{CHART_VERSION}",
+            f"mirror.example.com/ops/fast-note/fast-note-migrate:{CHART_VERSION}",
         }
 
     def test_should_let_the_global_registry_win(self, helm):
@@ -122,8 +122,8 @@ class TestImageRegistry:
             for _, spec in pod_specs(render_chart(values, helm=helm))
             for c in containers(spec)
         }
-        assert f"registry.example.com:5000/fast-note@sha256:{'b' * 64}" in images
-        assert "registry.example.com:5000/fast-note-migrate:0.1.0" in images
+        assert f"registry.example.com:5000/fast-note/fast-note-example@sha256:{'b' * 64}" in images
+        assert f"registry.example.com:5000/fast-note/fast-note-migrate:{CHART_VERSION}" in images
 
     @pytest.mark.parametrize("registry", ["https://registry.example.com", "a registry"])
     def test_should_refuse_a_registry_that_is_no_host(self, helm, registry):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .render import (
+    APP_REPOSITORY,
     MIGRATOR_IMAGE,
     VALUES_FILES,
     annotations,
@@ -35,7 +36,7 @@ class TestVerifyPod:
     def test_should_verify_the_migrations_of_the_deployed_app_image(self, helm):
         values = {**strategy_values("none"), "image": {"tag": "3.1.4"}}
         pod = only(component(render_chart(values, helm=helm), "Pod", "test"))
-        assert container(pod["spec"], "copy-migrations")["image"] == "fast-note:3.1.4"
+        assert container(pod["spec"], "copy-migrations")["image"] == f"{APP_REPOSITORY}:3.1.4"
         assert env_value(container(pod["spec"], "verify"), "MIGRATIONS_DIR") == "/migrations"
 
     def test_should_read_the_release_secret_not_the_hook_copy(self, helm):

@@ -220,7 +220,8 @@ def test_bundled_migrations_need_nothing_of_the_app_image(
     migrations inside (examples/app/migrator.Dockerfile): no copy container anywhere, the
     hook Job migrates, the pods wait for exactly those migrations, `helm test` passes."""
     release = values("hook", catalogue.CURRENT)
-    release["migration"]["image"] = {"repository": BUNDLED_REPOSITORY, "tag": catalogue.CURRENT}
+    bundled = {"registry": "", "repository": BUNDLED_REPOSITORY, "tag": catalogue.CURRENT}
+    release["migration"]["image"] = bundled
     release["migration"]["source"] = {"image": "migrator"}
     helm.upgrade(RELEASE, release)
     assert_app_serving(kube, catalogue.CURRENT, 2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -13,20 +12,19 @@ from typing import TYPE_CHECKING
 
 from . import lock
 from .db import DatabaseUrl, connect
-from .deploy import Deployer, DeployOptions, blocked
 from .durations import format_duration
 from .errors import ConfigError, DatabaseError, Drift, ExitCode, NotUpToDate
 from .history import History
-from .lint import Policy
 from .migrations import Migration, MigrationsDir
+from .options import Policy, Settings
 from .phases import Phase
 from .redaction import redact
-from .runner import Settings
 from .state import MigrationState, Report, State
 
 if TYPE_CHECKING:
     import psycopg
 
+    from .deploy import Deployer, DeployOptions
     from .lint import Finding
 
 log = logging.getLogger(__name__)
@@ -121,6 +119,8 @@ def deploy(
     options: DeployOptions | None = None,
 ) -> ExitCode:
     """Apply every pending migration, in order, under Prisma's advisory lock."""
+    from .deploy import Deployer, DeployOptions
+
     ctx.refuse_pooler("deploy")
     options = options or DeployOptions()
     local = ctx.migrations.list()
@@ -201,6 +201,8 @@ def status(ctx: Context, *, as_json: bool = False) -> ExitCode:
         report = ctx.report(conn, local)
     code = report.exit_code(strict_missing=True)
     if as_json:
+        import json
+
         out(
             json.dumps(
                 {
@@ -243,6 +245,8 @@ def _still_required(report: Report) -> list[MigrationState]:
     """What an app pod still waits for; raises when waiting cannot help (a failed
     migration, exit 4; a migration in this image that differs from the applied one, 5)."""
     if report.failed:
+        from .deploy import blocked
+
         raise blocked(report.failed)
     if report.edited:
         raise Drift(

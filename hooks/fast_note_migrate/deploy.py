@@ -10,25 +10,25 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from . import phases
 from .durations import format_duration
 from .errors import ConfigError, DatabaseError, Drift, HistoryBlocked, MigrationFailed
 from .history import History
-from .lint import Policy
 from .logs import fields, migration_step
+from .options import Policy, Settings
 from .phases import Phase
 from .redaction import redact
-from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
 from .state import MigrationState, Report, State
-from .statements import needs_split, split
 
 if TYPE_CHECKING:
     import psycopg
 
     from .migrations import Migration
     from .rollout import Target
+    from .runner import Runner, SplitBookkeeping
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class Plan:
 
     def splits(self, migration: Migration) -> bool:
         """Whether ``migration`` runs statement by statement outside a transaction."""
+        from .statements import needs_split
+
         return needs_split(migration.executable_sql())
 
 
@@ -142,6 +144,8 @@ def _resume_point(item: MigrationState) -> tuple[str, int]:
             f"first {row.progress[0]} statements by hand and run `fast-note-migrate resolve "
             f"--rolled-back {item.name}`",
         )
+    from .statements import split
+
     total = len(split(item.local.executable_sql()))
     if total != row.progress[1]:  # the same file, split another way (another version)
         raise Drift(
@@ -167,7 +171,13 @@ class Deployer:
         self.conn = conn
         self.options = options
         self.history = History(conn, schema)
-        self.runner = Runner(conn, options.execution)
+
+    @cached_property
+    def runner(self) -> Runner:
+        """Made when there is something to apply (a no-op deploy does not load it)."""
+        from .runner import Runner
+
+        return Runner(self.conn, self.options.execution)
 
     # Plan -----------------------------------------------------------------------------
 
@@ -210,14 +220,16 @@ class Deployer:
         A database without history (and so, by the baseline check, without tables in the
         schema) is not linted: every table is created by this deploy and no pod uses it
         yet, so every finding about a table would be exempt anyway."""
-        from . import lint
-
-        if plan.create_table and self.options.lint_policy is not Policy.OFF and plan.selected:
+        if self.options.lint_policy is Policy.OFF or not plan.selected:
+            return
+        if plan.create_table:
             log.info(
                 "lint skipped: the schema has no migration history yet, so every table "
                 "is new and nothing serves from it (the lint guards live tables)"
             )
             return
+        from . import lint
+
         version = self.conn.info.server_version
         lint.check(
             plan.selected,
@@ -252,6 +264,8 @@ class Deployer:
     def _bookkeeping(self, name: str, checksum: str | None) -> SplitBookkeeping:
         """How a statement-by-statement run is recorded: the started row (``checksum``;
         None when resuming one), its progress after every statement, the finished row."""
+        from .runner import SplitBookkeeping
+
         history = self.history
         return SplitBookkeeping(
             start=None
@@ -281,6 +295,9 @@ class Deployer:
         failure record flush too.
         """
         import psycopg
+
+        from .runner import ScriptFailed
+        from .statements import needs_split
 
         script = migration.executable_sql()
         name, checksum = migration.name, migration.checksum

@@ -17,7 +17,8 @@ from .errors import ConfigError, DatabaseError, HistoryBlocked, MigrationFailed
 from .history import History
 from .logs import migration_step
 from .migrations import DOWN_SCRIPT_NAME, Migration
-from .runner import Runner, ScriptFailed, Settings, SplitBookkeeping
+from .options import Settings
+from .runner import Runner, ScriptFailed, SplitBookkeeping
 from .state import MigrationState, Report, State
 from .statements import needs_split
 

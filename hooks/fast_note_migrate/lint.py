@@ -26,12 +26,12 @@ import sys
 import tempfile
 from bisect import bisect_right
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
 from .errors import ConfigError
 from .migrations import Migration
+from .options import Policy
 from .statements import (
     IDENT,
     Statement,
@@ -42,12 +42,6 @@ from .statements import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class Policy(StrEnum):
-    BLOCK = "block"
-    WARN = "warn"
-    OFF = "off"
 
 
 # squawk rule -> why it is dangerous on a live database with old pods still serving.

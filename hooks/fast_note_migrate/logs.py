@@ -7,7 +7,6 @@ where they apply ``migration``, ``duration_s``, ``sqlstate``, ``prisma_code`` an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -76,6 +75,8 @@ class _JsonFormatter(logging.Formatter):
         document.update(getattr(record, "fields", {}))
         if record.exc_info:
             document["traceback"] = redact(self.formatException(record.exc_info))
+        import json  # only for --log-format json
+
         return json.dumps(document, default=str)
 
 

@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from . import __version__
 from .errors import ConfigError, ExitCode
-from .lint import GUARDED, Acknowledgments, Finding, Policy
+from .lint import GUARDED, Acknowledgments, Finding
+from .options import Policy
 
 if TYPE_CHECKING:
     from .state import Report

@@ -23,6 +23,7 @@ from psycopg import errors as pg_errors
 from .blockers import BlockerWatch, describe_blockers
 from .durations import format_duration
 from .errors import DatabaseError
+from .options import Settings
 from .statements import Statement, split, units
 
 if TYPE_CHECKING:
@@ -37,29 +38,6 @@ SELECT n.nspname, c.relname, i.indisvalid FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = %s AND n.nspname = coalesce(%s, current_schema())
 """
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How carefully migrations run: timeouts and retries (all seconds)."""
-
-    lock_timeout: float = 5.0  # 0 = wait forever, as PostgreSQL does by default
-    statement_timeout: float = 0.0  # 0 = off
-    lock_retries: int = 3
-    retry_delay: float = 1.0  # first backoff; doubles each retry, at most 60s
-
-    def backoff(self, retry: int) -> float:
-        return float(min(60.0, self.retry_delay * 2 ** (retry - 1)))
-
-    def set_local(self) -> str:
-        """``SET LOCAL`` lines for the start of a transaction (nothing outlives it)."""
-        return "".join(
-            f"SET LOCAL {name} = '{int(value * 1000)}ms';\n"
-            for name, value in (
-                ("lock_timeout", self.lock_timeout),
-                ("statement_timeout", self.statement_timeout),
-            )
-        )
 
 
 # How long a migration's script may run and still commit without waiting for its WAL flush

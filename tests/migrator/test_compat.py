@@ -450,7 +450,8 @@ def test_a_statement_by_statement_migrations_own_timeouts_stay_on_the_session_as
 ) -> None:
     """Prisma leaves a migration's session settings in place; so does a run statement by
     statement, while the timeouts the runner set itself are reset afterwards."""
-    from fast_note_migrate.runner import Runner, Settings, SplitBookkeeping
+    from fast_note_migrate.options import Settings
+    from fast_note_migrate.runner import Runner, SplitBookkeeping
 
     script = (
         "SET statement_timeout = '7s';\nCREATE TABLE t (x int);\n"

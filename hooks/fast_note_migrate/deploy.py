@@ -299,19 +299,23 @@ class Deployer:
         from .runner import ScriptFailed
         from .statements import needs_split
 
-        script = migration.executable_sql()
         name, checksum = migration.name, migration.checksum
         try:
             if resume is not None:
                 self.history.resume(name, resume[0])
-                self.runner.split(name, script, self._bookkeeping(name, None), resume_at=resume[1])
-            elif needs_split(script):
-                self.runner.split(name, script, self._bookkeeping(name, checksum))
-            else:
+                book = self._bookkeeping(name, None)
+                self.runner.split(name, migration.executable_sql(), book, resume_at=resume[1])
+            elif needs_split(migration.executable_sql()):
+                book = self._bookkeeping(name, checksum)
+                self.runner.split(name, migration.executable_sql(), book)
+            else:  # the file's bytes as they are: no decoded copy of a large data migration
                 applied = self.history.insert_applied(name, checksum)
                 notify = f";\n{self.history.notify()}" if last else ""
-                self.runner.transactional(name, script, f"{applied}{notify}", flush=last)
+                self.runner.transactional(
+                    name, migration.executable_bytes(), f"{applied}{notify}", flush=last
+                )
         except ScriptFailed as failure:
+            script = migration.executable_sql()
             exc = failure.error
             if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):
                 raise DatabaseError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -94,14 +95,25 @@ class Migration:
                 hint="check the file's permissions: the migrator's user must be able to read it",
             ) from None
 
-    @cached_property
+    @property
     def text(self) -> str:
-        """The script as Prisma reads it: UTF-8, invalid bytes replaced by U+FFFD."""
+        """The script as Prisma reads it: UTF-8, invalid bytes replaced by U+FFFD (decoded
+        on each use, not kept: a data migration can be large)."""
         return self.raw.decode("utf-8", errors="replace")
 
     @cached_property
     def checksum(self) -> str:
+        if self.is_utf8:  # then the bytes are what Prisma hashes
+            return hashlib.sha256(self.raw).hexdigest()
         return render_checksum(self.text)
+
+    @cached_property
+    def is_utf8(self) -> bool:
+        try:
+            self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
 
     def matches(self, checksum: str) -> bool:
         # The file's bytes as they are first: for valid UTF-8 they are what Prisma hashes
@@ -109,6 +121,14 @@ class Migration:
         if hashlib.sha256(self.raw).hexdigest() == checksum:
             return True
         return script_matches_checksum(self.text, checksum)
+
+    def executable_bytes(self) -> bytes:
+        """``executable_sql()`` encoded, without another copy of the file: its bytes, the
+        BOM left out (refuses a file that is not UTF-8 as executable_sql does)."""
+        if not self.is_utf8:
+            self.executable_sql()  # raises the error that names the byte
+        bom = codecs.BOM_UTF8
+        return self.raw[len(bom) :] if self.raw.startswith(bom) else self.raw
 
     def executable_sql(self) -> str:
         """The SQL to run; refuses a file that is not valid UTF-8 instead of guessing.

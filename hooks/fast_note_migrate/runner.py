@@ -138,7 +138,9 @@ class Runner:
         finally:
             watch.close()
 
-    def transactional(self, label: str, script: str, after: str, *, flush: bool = True) -> None:
+    def transactional(
+        self, label: str, script: str | bytes, after: str, *, flush: bool = True
+    ) -> None:
         """``script; after`` (the bookkeeping) as one simple query: one implicit transaction.
 
         A failed try leaves nothing behind (no bookkeeping row either), so a retry
@@ -148,7 +150,8 @@ class Runner:
         """
         prefix = self.settings.set_local()
         deferred = "" if flush else f";\n{DEFER_FLUSH}"
-        query = f"{prefix}{script}\n;\n{after}{deferred}".encode()
+        body = script if isinstance(script, bytes) else script.encode()
+        query = b"".join((prefix.encode(), body, f"\n;\n{after}{deferred}".encode()))
         import psycopg
 
         def attempt() -> None:

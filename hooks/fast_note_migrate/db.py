@@ -187,11 +187,12 @@ def _connect_once(
     kwargs.setdefault("connect_timeout", max(2, int(min(connect_timeout, 10) or 10)))
     for name, value in TCP_KEEPALIVES.items():
         kwargs.setdefault(name, value)
-    if url.pgbouncer:
-        # PgBouncer in transaction mode hands each transaction to any server connection:
-        # a statement prepared by one client is there for the next (DuplicatePreparedStatement)
-        # or missing for its own next query. Prisma's pgbouncer=true turns them off too.
-        kwargs["prepare_threshold"] = None
+    # No prepared statements: the migrator's queries are one-offs (each migration's text is
+    # its own), and psycopg's bookkeeping of candidates costs at every query. Through
+    # PgBouncer in transaction mode they would break anyway: a statement prepared by one
+    # client is there for the next (DuplicatePreparedStatement) or missing for its own
+    # next query (Prisma's pgbouncer=true turns them off too).
+    kwargs["prepare_threshold"] = None
     with tls.identity_files(identity) as files:  # libpq reads them during the handshake
         conn = psycopg.connect(autocommit=True, **{**kwargs, **files})  # type: ignore[arg-type]
     if url.pgbouncer:

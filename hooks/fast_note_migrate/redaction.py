@@ -22,6 +22,8 @@ _AUTHORITY = re.compile(r"^(\s*[a-z][a-z0-9+.-]*://)(.*)@", re.IGNORECASE | re.D
 
 def redact(text: str) -> str:
     """``text`` with every URL password and password parameter replaced by ``****``."""
+    if "=" not in text and "://" not in text:  # neither pattern can match (most log lines)
+        return text
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     return _SECRET_PARAM.sub(rf"\1{MASK}", text)
 

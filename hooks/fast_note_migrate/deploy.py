@@ -56,9 +56,14 @@ class Plan:
 
     def splits(self, migration: Migration) -> bool:
         """Whether ``migration`` runs statement by statement outside a transaction."""
-        from .statements import needs_split
+        return runs_split(migration)
 
-        return needs_split(migration.executable_sql())
+
+def runs_split(migration: Migration) -> bool:
+    """Whether ``migration`` runs statement by statement outside a transaction."""
+    from .statements import needs_split
+
+    return needs_split(migration.executable_sql())
 
 
 def blocked(failed: list[MigrationState]) -> HistoryBlocked:
@@ -297,7 +302,6 @@ class Deployer:
         import psycopg
 
         from .runner import ScriptFailed
-        from .statements import needs_split
 
         name, checksum = migration.name, migration.checksum
         try:
@@ -305,7 +309,7 @@ class Deployer:
                 self.history.resume(name, resume[0])
                 book = self._bookkeeping(name, None)
                 self.runner.split(name, migration.executable_sql(), book, resume_at=resume[1])
-            elif needs_split(migration.executable_sql()):
+            elif runs_split(migration):
                 book = self._bookkeeping(name, checksum)
                 self.runner.split(name, migration.executable_sql(), book)
             else:  # the file's bytes as they are: no decoded copy of a large data migration
